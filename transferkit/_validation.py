@@ -1,0 +1,143 @@
+"""Argument checks shared by extractors, the cache and the heads.
+
+Messages follow one pattern: they name the argument, say what was expected and
+show what was received, so a user can fix the call without reading our code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from .exceptions import InvalidInputError, InvalidTypeError
+
+__all__ = [
+    "check_images",
+    "check_image_batch_values",
+    "check_choice",
+    "check_positive_int",
+    "describe",
+]
+
+
+def describe(value: Any) -> str:
+    """Short description of a received value for error messages."""
+    if isinstance(value, np.ndarray):
+        return f"array of shape {value.shape} and dtype {value.dtype}"
+    text = repr(value)
+    if len(text) > 80:
+        text = text[:77] + "..."
+    return f"{text} (type {type(value).__name__})"
+
+
+def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:
+    """Raise if ``value`` is not one of ``choices``."""
+    choices = list(choices)
+    if value not in choices:
+        raise InvalidInputError(
+            f"`{name}` must be one of {choices}; received {describe(value)}."
+        )
+    return value
+
+
+def check_positive_int(name: str, value: Any, *, allow_none: bool = False) -> int | None:
+    """Raise unless ``value`` is an integer >= 1 (or None when allowed)."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise InvalidTypeError(
+            f"`{name}` must be a positive integer{' or None' if allow_none else ''}; "
+            f"received {describe(value)}."
+        )
+    if value < 1:
+        raise InvalidInputError(f"`{name}` must be a positive integer; received {value}.")
+    return int(value)
+
+
+def check_images(
+    images: Any,
+    *,
+    name: str = "images",
+    min_size: int | None = None,
+    allow_empty: bool = False,
+) -> np.ndarray:
+    """Validate a batch of NHWC RGB images and return it as a NumPy array.
+
+    The array is not copied when it already is a NumPy array; callers must not
+    modify it in place.
+
+    Parameters
+    ----------
+    images : array-like of shape (n, height, width, 3)
+        uint8 images, or floats in [0, 255].
+    name : str
+        Argument name used in error messages.
+    min_size : int, optional
+        Smallest height and width the backbone accepts.
+    allow_empty : bool
+        Whether ``n == 0`` is acceptable.
+    """
+    if isinstance(images, list | tuple):
+        images = np.asarray(images)
+    if not hasattr(images, "shape") or not hasattr(images, "dtype"):
+        raise InvalidTypeError(
+            f"`{name}` must be an array of shape (n, height, width, 3); "
+            f"received {describe(images)}."
+        )
+    shape = tuple(images.shape)
+    dtype = np.dtype(images.dtype)
+    if len(shape) == 3 and shape[-1] == 3:
+        raise InvalidInputError(
+            f"`{name}` must be a batch of shape (n, height, width, 3); received a single "
+            f"image of shape {shape}. Pass `{name}[None]` to make a batch of one."
+        )
+    if len(shape) != 4:
+        raise InvalidInputError(
+            f"`{name}` must have 4 dimensions (n, height, width, 3) in channels-last "
+            f"order; received shape {shape}."
+        )
+    if shape[-1] != 3:
+        hint = ""
+        if shape[1] == 3:
+            hint = " It looks channels-first: use `np.transpose(images, (0, 2, 3, 1))`."
+        elif shape[-1] == 1:
+            hint = " For grayscale images use `np.repeat(images, 3, axis=-1)`."
+        raise InvalidInputError(
+            f"`{name}` must have 3 (RGB) channels in the last axis; received shape "
+            f"{shape}.{hint}"
+        )
+    if not (dtype == np.uint8 or np.issubdtype(dtype, np.floating)):
+        raise InvalidTypeError(
+            f"`{name}` must have dtype uint8, or a float dtype with values in [0, 255]; "
+            f"received dtype {dtype}."
+        )
+    if shape[0] == 0 and not allow_empty:
+        raise InvalidInputError(f"`{name}` is empty (shape {shape}); pass at least one image.")
+    if min_size is not None and (shape[1] < min_size or shape[2] < min_size):
+        raise InvalidInputError(
+            f"`{name}` must be at least {min_size}x{min_size} pixels for this backbone; "
+            f"received {shape[1]}x{shape[2]}. Set `input_size` to resize inside the model."
+        )
+    return images if isinstance(images, np.ndarray) else images  # h5py datasets stay lazy
+
+
+def check_image_batch_values(batch: np.ndarray, *, name: str = "images", offset: int = 0) -> None:
+    """Raise if a float batch holds NaN/inf or values outside [0, 255]."""
+    if batch.dtype == np.uint8 or batch.size == 0:
+        return
+    finite = np.isfinite(batch)
+    if not finite.all():
+        bad = int(np.argwhere(~finite)[0][0]) + offset
+        raise InvalidInputError(
+            f"`{name}` contains NaN or infinite values (first in image {bad}); "
+            "images must be finite values in [0, 255]."
+        )
+    lo, hi = float(batch.min()), float(batch.max())
+    if lo < 0.0 or hi > 255.0:
+        raise InvalidInputError(
+            f"`{name}` must hold values in [0, 255]; received values in [{lo:g}, {hi:g}] "
+            f"(images {offset}..{offset + len(batch) - 1}). If your images are in [0, 1], "
+            "multiply them by 255."
+        )

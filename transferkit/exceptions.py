@@ -1,0 +1,68 @@
+"""Exceptions raised by transferkit.
+
+Every error transferkit raises on purpose derives from :class:`TransferkitError`, so
+``except transferkit.TransferkitError`` catches them all. Errors about bad arguments
+also derive from the matching built-in (``ValueError`` or ``TypeError``), so code
+written for scikit-learn or Keras conventions keeps working.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "TransferkitError",
+    "InvalidInputError",
+    "InvalidTypeError",
+    "NotFittedError",
+    "WeightsNotFoundError",
+    "DatasetNotFoundError",
+    "CacheError",
+    "CacheCorruptedError",
+    "CacheLockedError",
+    "ImageReadError",
+]
+
+from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
+
+
+class TransferkitError(Exception):
+    """Base class of every error transferkit raises on purpose."""
+
+
+class InvalidInputError(TransferkitError, ValueError):
+    """An argument has the right type but a wrong value (shape, range, choice...)."""
+
+
+class InvalidTypeError(TransferkitError, TypeError):
+    """An argument has the wrong type."""
+
+
+class NotFittedError(TransferkitError, _SklearnNotFittedError):
+    """An estimator was used before ``fit``.
+
+    Subclasses scikit-learn's ``NotFittedError`` (itself a ``ValueError`` and
+    ``AttributeError``), so scikit-learn tooling recognises it.
+    """
+
+
+class WeightsNotFoundError(TransferkitError, FileNotFoundError):
+    """Pretrained weights could neither be found locally nor downloaded."""
+
+
+class DatasetNotFoundError(TransferkitError, FileNotFoundError):
+    """A dataset could neither be found locally nor downloaded."""
+
+
+class ImageReadError(TransferkitError, ValueError):
+    """An image file could not be read or decoded."""
+
+
+class CacheError(TransferkitError):
+    """A feature-cache operation failed."""
+
+
+class CacheCorruptedError(CacheError):
+    """A cache file or entry is damaged or of an unsupported format."""
+
+
+class CacheLockedError(CacheError):
+    """Another process is writing to the cache file."""
