@@ -32,7 +32,21 @@ _LAZY = {
     "TransferkitError": "transferkit.exceptions",
 }
 
-__all__ = ["__version__", "FEATURE_VERSION", *_LAZY]
+__all__ = [
+    "__version__",
+    "FEATURE_VERSION",
+    "BaseExtractor",
+    "CifarCNN",
+    "DenseHead",
+    "FeatureCache",
+    "SklearnHead",
+    "TransferkitError",
+    "VGG16Extractor",
+    "create_extractor",
+    "list_extractors",
+    "load_head",
+    "register_extractor",
+]
 
 if TYPE_CHECKING:  # pragma: no cover
     from .cache import FeatureCache

@@ -1,0 +1,591 @@
+"""An HDF5 feature cache: run the backbone once, train heads again and again.
+
+Each entry holds the features one extractor produced for one collection of images.
+Its key combines the extractor's fingerprint (weights, layer, pooling, input size,
+preprocessing, dtype...) with a fingerprint of the images (every pixel, their order),
+so a changed setting or changed data never gets stale features.
+
+Extraction streams batch by batch into a chunked, resizable dataset, flushing the
+file after every batch together with a progress counter. If it is interrupted (an
+exception, Ctrl-C, a killed process), the next call resumes from the last complete
+batch, with the same batch boundaries, so the result equals an uninterrupted run.
+
+File layout (HDF5)::
+
+    /                          attrs: format, format_version
+    /entries/<key>/            attrs: extractor, extractor_config (JSON), fingerprints,
+                                      n_images, feature_dim, batch_size, versions (JSON),
+                                      created, completed, complete, class_names (JSON)
+    /entries/<key>/features    float32 (n_done, d), chunked, grows to (n_images, d)
+    /entries/<key>/progress    int64 scalar: rows written and flushed
+    /entries/<key>/labels      optional, (n_images,)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import platform
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from . import __version__
+from ._hashing import hash_images, hash_json
+from ._validation import check_images, check_positive_int, describe
+from .exceptions import (
+    CacheCorruptedError,
+    CacheError,
+    CacheLockedError,
+    InvalidInputError,
+    InvalidTypeError,
+)
+
+__all__ = ["FeatureCache", "CacheEntry", "LazyFeatures", "FORMAT_VERSION"]
+
+FORMAT_NAME = "transferkit.FeatureCache"
+#: Layout version written into every cache file; files from a newer version are refused.
+FORMAT_VERSION = 1
+_CHUNK_BYTES = 1 << 20
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _versions() -> dict[str, str]:
+    out = {
+        "transferkit": __version__,
+        "numpy": np.__version__,
+        "h5py": h5py.version.version,
+        "hdf5": h5py.version.hdf5_version,
+        "python": platform.python_version(),
+    }
+    for mod in ("tensorflow", "keras"):
+        module = __import__("sys").modules.get(mod)
+        if module is not None:
+            out[mod] = getattr(module, "__version__", "?")
+    return out
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """What the cache knows about one entry (see :meth:`FeatureCache.entries`)."""
+
+    key: str
+    extractor: str
+    extractor_config: dict[str, Any]
+    extractor_fingerprint: str
+    data_fingerprint: str
+    n_images: int
+    n_done: int
+    feature_dim: int
+    complete: bool
+    created: str
+    completed: str | None
+    versions: dict[str, str] = field(default_factory=dict)
+    has_labels: bool = False
+    class_names: list[str] | None = None
+    nbytes: int = 0
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """Shape of the full feature array."""
+        return (self.n_images, self.feature_dim)
+
+
+class LazyFeatures:
+    """Read-only, lazily loaded view of a cached feature array.
+
+    Slicing reads only the rows asked for; ``np.asarray(lazy)`` reads everything.
+    The file is opened for each read, so no handle is held between reads.
+    """
+
+    def __init__(self, path: Path, key: str, shape: tuple[int, int]) -> None:
+        self._path = Path(path)
+        self._key = key
+        self.shape = shape
+        self.dtype = np.dtype(np.float32)
+        self.ndim = 2
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        with h5py.File(self._path, "r") as f:
+            return f["entries"][self._key]["features"][index]
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        arr = self[()]
+        return arr if dtype is None else arr.astype(dtype)
+
+    def iter_batches(self, batch_size: int = 4096) -> Iterator[np.ndarray]:
+        """Yield consecutive blocks of rows, one file read each."""
+        for i in range(0, len(self), batch_size):
+            yield self[i : i + batch_size]
+
+    def __repr__(self) -> str:
+        return f"LazyFeatures(path={str(self._path)!r}, key={self._key!r}, shape={self.shape})"
+
+
+class _WriteLock:
+    """An advisory, process-wide lock on ``<cache>.lock`` so two writers never interleave."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path.with_name(path.name + ".lock")
+        self._fh: Any = None
+
+    def __enter__(self) -> _WriteLock:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows: HDF5's own file lock still applies
+            return self
+        self._fh = open(self.path, "a+")  # noqa: SIM115 - held until __exit__
+        try:
+            fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._fh.close()
+            self._fh = None
+            raise CacheLockedError(
+                f"Another process is writing to the feature cache {str(self.path)[:-5]!r} "
+                f"(it holds {str(self.path)!r}). Wait for it to finish, or use another cache "
+                "file; two writers on one file are refused rather than interleaved."
+            ) from None
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._fh is not None:
+            import fcntl
+
+            fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
+            self._fh.close()
+            self._fh = None
+
+
+class FeatureCache:
+    """Features of (extractor, images) pairs, stored in one HDF5 file.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The HDF5 file; created on first write. Its folder must exist or be creatable.
+    compression : {None, "gzip", "lzf"}, default=None
+        HDF5 compression of feature arrays. Off by default: features compress
+        poorly and compression slows reads.
+
+    Examples
+    --------
+    >>> cache = FeatureCache("cifar10_features.h5")           # doctest: +SKIP
+    >>> f_train = cache.extract(vgg, x_train, labels=y_train)  # runs the backbone once
+    >>> f_train = cache.extract(vgg, x_train)                  # read back from disk
+    >>> [e.key for e in cache.entries()]                       # doctest: +SKIP
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, compression: str | None = None) -> None:
+        if not isinstance(path, str | os.PathLike):
+            raise InvalidTypeError(f"`path` must be a file path; received {describe(path)}.")
+        if compression not in (None, "gzip", "lzf"):
+            raise InvalidInputError(
+                f"`compression` must be None, 'gzip' or 'lzf'; received {compression!r}."
+            )
+        self.path = Path(path)
+        self.compression = compression
+
+    def __repr__(self) -> str:
+        return f"FeatureCache({str(self.path)!r})"
+
+    # ------------------------------------------------------------------ opening
+    @contextlib.contextmanager
+    def _open(self, mode: str) -> Iterator[h5py.File]:
+        if mode == "r" and not self.path.exists():
+            raise CacheError(f"The feature cache {str(self.path)!r} does not exist yet.")
+        if mode != "r":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            f = h5py.File(self.path, mode)
+        except PermissionError as exc:
+            raise CacheError(
+                f"Cannot open the feature cache {str(self.path)!r} for "
+                f"{'reading' if mode == 'r' else 'writing'}: permission denied. Choose a "
+                "writable location for the cache file."
+            ) from exc
+        except OSError as exc:
+            if self.path.exists() and not h5py.is_hdf5(self.path):
+                raise CacheCorruptedError(
+                    f"{str(self.path)!r} is not an HDF5 feature cache (not an HDF5 file, or "
+                    "its header is damaged). Move it away or pass another `path`; transferkit "
+                    "never overwrites it."
+                ) from exc
+            raise CacheCorruptedError(
+                f"The feature cache {str(self.path)!r} cannot be opened ({exc}). If another "
+                "program has it open, close that program; if the file is damaged, delete it "
+                "(its features will be re-extracted)."
+            ) from exc
+        try:
+            self._check_format(f, writing=mode != "r")
+            yield f
+        finally:
+            f.close()
+
+    def _check_format(self, f: h5py.File, *, writing: bool) -> None:
+        fmt = f.attrs.get("format")
+        if fmt is None:
+            if len(f.keys()) and "entries" not in f:
+                raise CacheCorruptedError(
+                    f"{str(self.path)!r} is an HDF5 file but not a transferkit feature cache; "
+                    "pass another `path`."
+                )
+            if writing:
+                f.attrs["format"] = FORMAT_NAME
+                f.attrs["format_version"] = FORMAT_VERSION
+            return
+        version = int(f.attrs.get("format_version", 0))
+        if version > FORMAT_VERSION:
+            raise CacheCorruptedError(
+                f"{str(self.path)!r} was written by a newer transferkit (cache format "
+                f"{version}; this version reads up to {FORMAT_VERSION}). Upgrade transferkit "
+                "(`pip install -U transferkit`) or use another cache file."
+            )
+
+    # ------------------------------------------------------------------ keys
+    def key(self, extractor: Any, images: Any) -> str:
+        """The entry key for ``extractor`` applied to ``images`` (no extraction)."""
+        fp = self._extractor_fingerprint(extractor)
+        return self._key(fp, hash_images(check_images(images, name="images")))
+
+    @staticmethod
+    def _key(extractor_fp: str, data_fp: str) -> str:
+        return hash_json({"extractor": extractor_fp, "data": data_fp})
+
+    @staticmethod
+    def _extractor_fingerprint(extractor: Any) -> str:
+        fp = getattr(extractor, "fingerprint", None)
+        if not isinstance(fp, str) or not hasattr(extractor, "iter_features"):
+            raise InvalidTypeError(
+                "`extractor` must be a transferkit extractor (with `fingerprint` and "
+                f"`iter_features`); received {describe(extractor)}."
+            )
+        return fp
+
+    # ------------------------------------------------------------------ extraction
+    def extract(
+        self,
+        extractor: Any,
+        images: Any,
+        *,
+        labels: Any = None,
+        class_names: list[str] | None = None,
+        batch_size: int | None = None,
+        lazy: bool = False,
+        verbose: int = 0,
+    ) -> np.ndarray | LazyFeatures:
+        """Features of ``images``: read from the cache, or extracted and stored.
+
+        Parameters
+        ----------
+        extractor : BaseExtractor
+            Any transferkit extractor (fitted, if it learns).
+        images : array-like of shape (n, height, width, 3) or image dataset
+            A NumPy array, an ``h5py`` dataset, or a streamed image folder
+            (:func:`transferkit.datasets.load_image_folder`), whose labels and class
+            names are then stored too.
+        labels : array-like of shape (n,), optional
+            Stored with the entry (see :meth:`labels`); they do not change the key.
+        class_names : list of str, optional
+            Stored with the entry.
+        batch_size : int, optional
+            Images per forward pass; defaults to the extractor's. A resumed
+            extraction keeps the batch size it started with.
+        lazy : bool, default=False
+            Return a :class:`LazyFeatures` view instead of loading the array.
+        verbose : int, default=0
+            1 shows a progress bar with rate and time left.
+
+        Returns
+        -------
+        ndarray of shape (n, d), float32, or LazyFeatures
+        """
+        fp = self._extractor_fingerprint(extractor)
+        images = check_images(images, name="images")
+        n = int(images.shape[0])
+        if labels is None and getattr(images, "labels", None) is not None:
+            labels = images.labels
+            class_names = class_names or list(getattr(images, "class_names", []) or []) or None
+        labels_arr = self._check_labels(labels, n)
+        if class_names is not None:
+            if not isinstance(class_names, list | tuple) or not all(
+                isinstance(c, str) for c in class_names
+            ):
+                raise InvalidTypeError(
+                    f"`class_names` must be a list of strings; received {describe(class_names)}."
+                )
+            class_names = list(class_names)
+        bs = check_positive_int("batch_size", batch_size, allow_none=True)
+        data_fp = hash_images(images)
+        key = self._key(fp, data_fp)
+
+        hit = self._find_complete(key)
+        if hit is not None and labels_arr is None and class_names is None:
+            return self.load(key, lazy=lazy)
+
+        with _WriteLock(self.path), self._open("a") as f:
+            group = f.require_group("entries")
+            entry = group.get(key)
+            if entry is not None and not self._entry_is_valid(entry, n):
+                del group[key]  # an entry damaged before its first flush: rebuild it
+                entry = None
+            if entry is None:
+                entry = self._create_entry(group, key, extractor, images, fp, data_fp, bs)
+            if labels_arr is not None:
+                self._write_labels(entry, labels_arr)
+            if class_names is not None:
+                entry.attrs["class_names"] = json.dumps(class_names)
+            f.flush()
+            if not bool(entry.attrs["complete"]):
+                self._fill(f, entry, extractor, images, verbose=verbose)
+        return self.load(key, lazy=lazy)
+
+    @staticmethod
+    def _check_labels(labels: Any, n: int) -> np.ndarray | None:
+        if labels is None:
+            return None
+        arr = np.asarray(labels)
+        if arr.ndim == 2 and arr.shape[1] > 1:  # one-hot rows
+            arr = np.argmax(arr, axis=1)
+        arr = arr.reshape(-1) if arr.ndim == 2 else arr
+        if arr.ndim != 1 or len(arr) != n:
+            raise InvalidInputError(
+                f"`labels` must have one label per image: expected shape ({n},), received "
+                f"{np.asarray(labels).shape}."
+            )
+        if arr.dtype.kind in "US":
+            return arr.astype(h5py.string_dtype() if arr.dtype.kind == "U" else arr.dtype)
+        if arr.dtype.kind not in "iub":
+            raise InvalidTypeError(
+                f"`labels` must be integers or strings; received dtype {arr.dtype}."
+            )
+        return arr.astype(np.int64)
+
+    @staticmethod
+    def _entry_is_valid(entry: h5py.Group, n: int) -> bool:
+        try:
+            return (
+                "features" in entry
+                and "progress" in entry
+                and int(entry.attrs["n_images"]) == n
+                and "complete" in entry.attrs
+            )
+        except (KeyError, OSError, ValueError):
+            return False
+
+    def _create_entry(
+        self,
+        group: h5py.Group,
+        key: str,
+        extractor: Any,
+        images: Any,
+        fp: str,
+        data_fp: str,
+        batch_size: int | None,
+    ) -> h5py.Group:
+        n = int(images.shape[0])
+        d = int(extractor.output_dim((int(images.shape[1]), int(images.shape[2]))))
+        bs = int(batch_size or getattr(extractor, "batch_size", 64))
+        entry = group.create_group(key)
+        rows = max(1, min(n, _CHUNK_BYTES // (4 * d)))
+        entry.create_dataset(
+            "features", shape=(0, d), maxshape=(n, d), dtype=np.float32,
+            chunks=(rows, d), compression=self.compression,
+        )
+        entry.create_dataset("progress", data=np.int64(0))
+        config = extractor.describe()
+        entry.attrs.update(
+            {
+                "extractor": str(config.get("extractor", type(extractor).__name__)),
+                "extractor_config": json.dumps(config, sort_keys=True, default=str),
+                "extractor_fingerprint": fp,
+                "data_fingerprint": data_fp,
+                "n_images": n,
+                "image_shape": json.dumps([int(s) for s in images.shape[1:]]),
+                "image_dtype": str(np.dtype(images.dtype)),
+                "feature_dim": d,
+                "batch_size": bs,
+                "versions": json.dumps(_versions()),
+                "created": _now(),
+                "complete": False,
+            }
+        )
+        return entry
+
+    @staticmethod
+    def _write_labels(entry: h5py.Group, labels: np.ndarray) -> None:
+        if "labels" in entry:
+            old = entry["labels"]
+            if old.shape == labels.shape and old.dtype.kind == labels.dtype.kind:
+                stored = old.asstr()[()] if old.dtype.kind == "O" else old[()]
+                if np.array_equal(stored, labels.astype(stored.dtype, copy=False)):
+                    return
+            del entry["labels"]
+        entry.create_dataset("labels", data=labels)
+
+    def _fill(
+        self, f: h5py.File, entry: h5py.Group, extractor: Any, images: Any, *, verbose: int
+    ) -> None:
+        features = entry["features"]
+        progress = entry["progress"]
+        n = int(entry.attrs["n_images"])
+        bs = int(entry.attrs["batch_size"])
+        done = int(progress[()])
+        if features.shape[0] != done:  # rows past the last flushed batch are not trusted
+            features.resize((done, features.shape[1]))
+        bar = None
+        if verbose:
+            from ._lazy import import_keras
+
+            bar = import_keras().utils.Progbar(n, unit_name="image")
+            bar.update(done)
+        for offset, feats in extractor.iter_features(images, start=done, batch_size=bs):
+            end = offset + len(feats)
+            if feats.shape[1] != features.shape[1]:
+                raise CacheError(
+                    f"The extractor produced {feats.shape[1]} features per image but entry "
+                    f"{entry.name} holds {features.shape[1]}; delete the entry."
+                )
+            features.resize((end, features.shape[1]))
+            features[offset:end] = feats
+            progress[()] = end
+            f.flush()
+            if bar is not None:
+                bar.update(end)
+        if int(progress[()]) != n:
+            raise CacheError(
+                f"Extraction stopped after {int(progress[()])} of {n} images; call again to "
+                "resume."
+            )
+        entry.attrs["completed"] = _now()
+        entry.attrs["complete"] = True
+        f.flush()
+
+    # ------------------------------------------------------------------ reading
+    def _find_complete(self, key: str) -> CacheEntry | None:
+        if not self.path.exists():
+            return None
+        with self._open("r") as f:
+            entry = f.get("entries", {}).get(key) if "entries" in f else None
+            if entry is None or not bool(entry.attrs.get("complete", False)):
+                return None
+            return self._info(entry)
+
+    def __contains__(self, key: object) -> bool:
+        """Whether a complete entry with this key exists."""
+        return isinstance(key, str) and self._find_complete(key) is not None
+
+    def __len__(self) -> int:
+        return len(self.entries())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([e.key for e in self.entries()])
+
+    def entries(self, *, include_incomplete: bool = False) -> list[CacheEntry]:
+        """The entries in the file, oldest first.
+
+        Parameters
+        ----------
+        include_incomplete : bool, default=False
+            Also list interrupted extractions (``complete=False``).
+        """
+        if not self.path.exists():
+            return []
+        with self._open("r") as f:
+            if "entries" not in f:
+                return []
+            infos = [self._info(g) for g in f["entries"].values()]
+        infos = [e for e in infos if include_incomplete or e.complete]
+        return sorted(infos, key=lambda e: (e.created, e.key))
+
+    def info(self, key: str) -> CacheEntry:
+        """Metadata of one entry."""
+        with self._open("r") as f:
+            return self._info(self._entry(f, key, need_complete=False))
+
+    @staticmethod
+    def _info(g: h5py.Group) -> CacheEntry:
+        a = g.attrs
+        names = a.get("class_names")
+        return CacheEntry(
+            key=g.name.rsplit("/", 1)[-1],
+            extractor=str(a.get("extractor", "")),
+            extractor_config=json.loads(a.get("extractor_config", "{}")),
+            extractor_fingerprint=str(a.get("extractor_fingerprint", "")),
+            data_fingerprint=str(a.get("data_fingerprint", "")),
+            n_images=int(a.get("n_images", 0)),
+            n_done=int(g["progress"][()]) if "progress" in g else 0,
+            feature_dim=int(a.get("feature_dim", 0)),
+            complete=bool(a.get("complete", False)),
+            created=str(a.get("created", "")),
+            completed=str(a["completed"]) if "completed" in a else None,
+            versions=json.loads(a.get("versions", "{}")),
+            has_labels="labels" in g,
+            class_names=json.loads(names) if names is not None else None,
+            nbytes=int(g["features"].id.get_storage_size()) if "features" in g else 0,
+        )
+
+    def _entry(self, f: h5py.File, key: str, *, need_complete: bool = True) -> h5py.Group:
+        if not isinstance(key, str):
+            raise InvalidTypeError(f"`key` must be a string; received {describe(key)}.")
+        entry = f["entries"].get(key) if "entries" in f else None
+        if entry is None:
+            raise InvalidInputError(
+                f"No entry {key!r} in {str(self.path)!r}; `cache.entries()` lists the keys."
+            )
+        if need_complete and not bool(entry.attrs.get("complete", False)):
+            raise CacheError(
+                f"Entry {key!r} in {str(self.path)!r} is incomplete (an interrupted "
+                "extraction); call `extract` again with the same extractor and images to "
+                "resume it."
+            )
+        return entry
+
+    def load(self, key: str, *, lazy: bool = False) -> np.ndarray | LazyFeatures:
+        """The features of a complete entry.
+
+        Parameters
+        ----------
+        key : str
+            An entry key (see :meth:`entries` or :meth:`key`).
+        lazy : bool, default=False
+            Return a :class:`LazyFeatures` view that reads rows on demand.
+        """
+        with self._open("r") as f:
+            entry = self._entry(f, key)
+            shape = tuple(int(s) for s in entry["features"].shape)
+            if shape[0] != int(entry.attrs["n_images"]):
+                raise CacheCorruptedError(
+                    f"Entry {key!r} in {str(self.path)!r} is marked complete but holds "
+                    f"{shape[0]} of {int(entry.attrs['n_images'])} rows; delete it with "
+                    f"`cache.delete({key!r})` and extract again."
+                )
+            if lazy:
+                return LazyFeatures(self.path, key, shape)  # type: ignore[arg-type]
+            return entry["features"][()]
+
+    def labels(self, key: str) -> np.ndarray | None:
+        """The labels stored with an entry, or ``None``."""
+        with self._open("r") as f:
+            entry = self._entry(f, key, need_complete=False)
+            if "labels" not in entry:
+                return None
+            ds = entry["labels"]
+            return ds.asstr()[()] if ds.dtype.kind == "O" else ds[()]
+
+    def delete(self, key: str) -> None:
+        """Remove an entry (its space is reused by later entries)."""
+        with _WriteLock(self.path), self._open("a") as f:
+            self._entry(f, key, need_complete=False)
+            del f["entries"][key]
