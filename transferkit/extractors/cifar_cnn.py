@@ -349,6 +349,7 @@ class CifarCNN(ClassifierMixin, BaseExtractor):
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted class labels, shape (n,)."""
+        self._check_fitted()
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
     # ---------------------------------------------------------------- persistence

@@ -1,0 +1,45 @@
+"""Shared fixtures: tiny synthetic images, offline, fast."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+
+def make_images(n: int, size: int = 32, seed: int = 0) -> np.ndarray:
+    """Random uint8 RGB images."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, size=(n, size, size, 3), dtype=np.uint8)
+
+
+def make_learnable(n: int, size: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Images whose class (0, 1, 2) decides which colour channel is bright, plus noise."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, size=n)
+    x = rng.normal(60, 25, size=(n, size, size, 3))
+    for c in range(3):
+        x[y == c, :, :, c] += 110
+    return np.clip(x, 0, 255).astype(np.uint8), y
+
+
+@pytest.fixture(scope="session")
+def images() -> np.ndarray:
+    return make_images(24)
+
+
+@pytest.fixture(scope="session")
+def learnable() -> tuple[np.ndarray, np.ndarray]:
+    return make_learnable(240)
+
+
+@pytest.fixture(autouse=True)
+def _no_user_keras_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> None:
+    """Never read or write the user's ~/.keras or data folders from a test."""
+    home = tmp_path_factory.getbasetemp() / "keras_home"
+    monkeypatch.setenv("KERAS_HOME", str(home))
+    monkeypatch.setenv("TRANSFERKIT_DATA", str(tmp_path_factory.getbasetemp() / "tk_data"))
