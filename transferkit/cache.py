@@ -15,7 +15,8 @@ File layout (HDF5)::
     /                          attrs: format, format_version
     /entries/<key>/            attrs: extractor, extractor_config (JSON), fingerprints,
                                       n_images, feature_dim, batch_size, versions (JSON),
-                                      created, completed, complete, class_names (JSON)
+                                      created, completed, complete, class_names (JSON),
+                                      extract_seconds (backbone time, summed over resumes)
     /entries/<key>/features    float32 (n_done, d), chunked, grows to (n_images, d)
     /entries/<key>/progress    int64 scalar: rows written and flushed
     /entries/<key>/labels      optional, (n_images,)
@@ -28,6 +29,7 @@ import datetime as _dt
 import json
 import os
 import platform
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,6 +95,7 @@ class CacheEntry:
     has_labels: bool = False
     class_names: list[str] | None = None
     nbytes: int = 0
+    extract_seconds: float = 0.0
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -419,6 +422,7 @@ class FeatureCache:
                 "versions": json.dumps(_versions()),
                 "created": _now(),
                 "complete": False,
+                "extract_seconds": 0.0,
             }
         )
         return entry
@@ -450,6 +454,8 @@ class FeatureCache:
 
             bar = import_keras().utils.Progbar(n, unit_name="image")
             bar.update(done)
+        spent = float(entry.attrs.get("extract_seconds", 0.0))
+        t0 = time.perf_counter()
         for offset, feats in extractor.iter_features(images, start=done, batch_size=bs):
             end = offset + len(feats)
             if feats.shape[1] != features.shape[1]:
@@ -460,6 +466,7 @@ class FeatureCache:
             features.resize((end, features.shape[1]))
             features[offset:end] = feats
             progress[()] = end
+            entry.attrs["extract_seconds"] = spent + time.perf_counter() - t0
             f.flush()
             if bar is not None:
                 bar.update(end)
@@ -534,6 +541,7 @@ class FeatureCache:
             has_labels="labels" in g,
             class_names=json.loads(names) if names is not None else None,
             nbytes=int(g["features"].id.get_storage_size()) if "features" in g else 0,
+            extract_seconds=float(a.get("extract_seconds", 0.0)),
         )
 
     def _entry(self, f: h5py.File, key: str, *, need_complete: bool = True) -> h5py.Group:
