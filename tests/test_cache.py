@@ -287,6 +287,12 @@ def test_bad_extractor_images_and_keys(cache, vgg) -> None:
         FeatureCache(3)
 
 
+def test_creates_missing_folders(tmp_path, vgg, images) -> None:
+    cache = FeatureCache(tmp_path / "a" / "b" / "features.h5")
+    assert cache.extract(vgg, images[:2]).shape == (2, 256)
+    assert cache.path.is_file()
+
+
 def test_missing_file_reads_as_empty(tmp_path) -> None:
     cache = FeatureCache(tmp_path / "sub" / "none.h5")
     assert cache.entries() == [] and len(cache) == 0 and "k" not in cache

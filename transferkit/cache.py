@@ -149,6 +149,7 @@ class _WriteLock:
             import fcntl
         except ImportError:  # pragma: no cover - Windows: HDF5's own file lock still applies
             return self
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fh = open(self.path, "a+")  # noqa: SIM115 - held until __exit__
         try:
             fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -25,42 +25,19 @@ def _print(*args: Any) -> None:
     print(*args, flush=True)
 
 
-def _subsample(x: Any, y: Any, n: int | None) -> tuple[Any, Any]:
-    """The first ``n`` images of each class in turn (balanced, deterministic)."""
-    import numpy as np
-
-    if n is None or n >= len(y):
-        return x, y
-    classes = np.unique(y)
-    per_class = [np.flatnonzero(y == c) for c in classes]
-    order = np.stack([idx[: -(-n // len(classes))] for idx in per_class], axis=1).reshape(-1)
-    keep = np.sort(order[:n])
-    return x[keep], y[keep]
-
-
 def _demo(args: argparse.Namespace) -> int:
     import numpy as np
     from sklearn.linear_model import LogisticRegression
 
     from . import CifarCNN, DenseHead, FeatureCache, SklearnHead, VGG16Extractor
-    from .datasets import CIFAR10_CLASSES, load_cifar10, load_cifar10_sample
-    from .exceptions import DatasetNotFoundError, WeightsNotFoundError
+    from .datasets import CIFAR10_CLASSES, balanced_subset, load_cifar10_or_sample
+    from .exceptions import WeightsNotFoundError
 
     t_start = time.perf_counter()
     _print("transferkit demo: ImageNet features + a quick classifier on CIFAR-10")
-    try:
-        (x_train, y_train), (x_test, y_test) = load_cifar10(args.data)
-        source = f"CIFAR-10 from {args.data}" if args.data else "CIFAR-10"
-    except DatasetNotFoundError as exc:
-        if args.data:
-            raise
-        first_line = str(exc).splitlines()[0]
-        _print(f"  CIFAR-10 is not available here ({first_line[:160]}...).")
-        _print("  Using the sample bundled with transferkit (5,000 train / 1,000 test images).")
-        (x_train, y_train), (x_test, y_test) = load_cifar10_sample()
-        source = "bundled CIFAR-10 sample"
-    x_train, y_train = _subsample(x_train, y_train, args.train_size)
-    x_test, y_test = _subsample(x_test, y_test, args.test_size)
+    (x_train, y_train), (x_test, y_test), source = load_cifar10_or_sample(args.data)
+    x_train, y_train = balanced_subset(x_train, y_train, args.train_size)
+    x_test, y_test = balanced_subset(x_test, y_test, args.test_size)
     _print(f"  data: {source}: {len(x_train)} train / {len(x_test)} test images, 32x32 RGB")
 
     weights = None if args.weights == "none" else args.weights
@@ -156,11 +133,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow with its C++ start-up notices (oneDNN, CUDA probing) hidden.
+
+    TensorFlow prints them before its logging is configured, so no environment
+    variable silences them; the CLI hides stderr during the import instead.
+    """
+    try:
+        saved = os.dup(2)
+    except OSError:  # pragma: no cover - no usable stderr
+        return
+    try:
+        with open(os.devnull, "w") as devnull:
+            sys.stderr.flush()
+            os.dup2(devnull.fileno(), 2)
+            try:
+                import tensorflow  # noqa: F401
+            except ImportError:  # pragma: no cover - reported properly when first used
+                pass
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``transferkit`` command; returns the exit code."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not args.verbose:
+        _import_tensorflow_quietly()
     from .exceptions import TransferkitError
 
     try:
