@@ -33,18 +33,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-CLASSES = (
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-)
+from transferkit.datasets import CIFAR10_CLASSES as CLASSES
+
 FORMAT_VERSION = 1
 DEFAULT_OUTPUT = (
     Path(__file__).resolve().parent.parent / "transferkit" / "data" / "cifar10_sample.npz"

@@ -182,17 +182,8 @@ def _make_folder(root: Path) -> dict[str, list[np.ndarray]]:
 
 
 def test_class_names_in_label_order():
-    assert CIFAR10_CLASSES == (
-        "airplane",
-        "automobile",
-        "bird",
-        "cat",
-        "deer",
-        "dog",
-        "frog",
-        "horse",
-        "ship",
-        "truck",
+    assert CIFAR10_CLASSES == tuple(
+        "airplane automobile bird cat deer dog frog horse ship truck".split()
     )
 
 
