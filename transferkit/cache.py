@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import json
 import os
 import platform
@@ -55,6 +56,7 @@ FORMAT_NAME = "transferkit.FeatureCache"
 #: Layout version written into every cache file; files from a newer version are refused.
 FORMAT_VERSION = 1
 _CHUNK_BYTES = 1 << 20
+_OPEN_RETRIES = 4
 
 
 def _now() -> str:
@@ -121,8 +123,15 @@ class LazyFeatures:
         return self.shape[0]
 
     def __getitem__(self, index: Any) -> np.ndarray:
-        with h5py.File(self._path, "r") as f:
-            return f["entries"][self._key]["features"][index]
+        try:
+            with h5py.File(self._path, "r", locking=False) as f:
+                return f["entries"][self._key]["features"][index]
+        except OSError as exc:
+            raise CacheCorruptedError(
+                f"Reading entry {self._key!r} of {str(self._path)!r} failed ({exc}); the file "
+                "was moved, deleted or damaged. `FeatureCache(path).repair()` keeps what "
+                "can still be read."
+            ) from exc
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         arr = self[()]
@@ -207,30 +216,48 @@ class FeatureCache:
     # ------------------------------------------------------------------ opening
     @contextlib.contextmanager
     def _open(self, mode: str) -> Iterator[h5py.File]:
+        """Open the file; readers neither take nor honour HDF5's lock.
+
+        Writers are serialised by :class:`_WriteLock`, and a writer flushes a
+        consistent file after every batch, so a reader may open the file while an
+        extraction runs: it sees complete entries as they are, and in-progress ones
+        as incomplete.
+        """
         if mode == "r" and not self.path.exists():
             raise CacheError(f"The feature cache {str(self.path)!r} does not exist yet.")
         if mode != "r":
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            f = h5py.File(self.path, mode)
-        except PermissionError as exc:
-            raise CacheError(
-                f"Cannot open the feature cache {str(self.path)!r} for "
-                f"{'reading' if mode == 'r' else 'writing'}: permission denied. Choose a "
-                "writable location for the cache file."
-            ) from exc
-        except OSError as exc:
-            if self.path.exists() and not h5py.is_hdf5(self.path):
-                raise CacheCorruptedError(
-                    f"{str(self.path)!r} is not an HDF5 feature cache (not an HDF5 file, or "
-                    "its header is damaged). Move it away or pass another `path`; transferkit "
-                    "never overwrites it."
+        f = None
+        for attempt in range(_OPEN_RETRIES):
+            try:
+                f = h5py.File(self.path, mode, locking=False if mode == "r" else None)
+                break
+            except PermissionError as exc:
+                raise CacheError(
+                    f"Cannot open the feature cache {str(self.path)!r} for "
+                    f"{'reading' if mode == 'r' else 'writing'}: permission denied. Choose a "
+                    "writable location for the cache file (the `path` argument)."
                 ) from exc
-            raise CacheCorruptedError(
-                f"The feature cache {str(self.path)!r} cannot be opened ({exc}). If another "
-                "program has it open, close that program; if the file is damaged, delete it "
-                "(its features will be re-extracted)."
-            ) from exc
+            except OSError as exc:
+                if self.path.exists() and not h5py.is_hdf5(self.path):
+                    raise CacheCorruptedError(
+                        f"{str(self.path)!r} is not an HDF5 feature cache (not an HDF5 file, "
+                        "or its header is damaged). transferkit never overwrites it: move it "
+                        "away or pass another `path`; if it was a cache, "
+                        "`FeatureCache(path).repair()` sets it aside and starts a new one."
+                    ) from exc
+                if attempt + 1 < _OPEN_RETRIES:  # a writer may be mid-flush: try again
+                    time.sleep(0.05 * (attempt + 1))
+                    continue
+                raise CacheCorruptedError(
+                    f"The feature cache {str(self.path)!r} cannot be opened ({exc}). If "
+                    "another program holds it open, close that program. If the file is "
+                    "damaged (e.g. truncated by a full disk), `FeatureCache(path).repair()` "
+                    "keeps every entry that can still be read, sets the damaged file aside "
+                    "and rebuilds the cache; lost entries are re-extracted when needed."
+                ) from exc
+        if f is None:  # pragma: no cover - the loop either breaks or raises
+            raise CacheError(f"Could not open {str(self.path)!r}.")
         try:
             self._check_format(f, writing=mode != "r")
             yield f
@@ -406,6 +433,7 @@ class FeatureCache:
         entry.create_dataset(
             "features", shape=(0, d), maxshape=(n, d), dtype=np.float32,
             chunks=(rows, d), compression=self.compression,
+            fletcher32=True,  # per-chunk checksums: damaged data raises instead of lying
         )
         entry.create_dataset("progress", data=np.int64(0))
         config = extractor.describe()
@@ -464,11 +492,14 @@ class FeatureCache:
                     f"The extractor produced {feats.shape[1]} features per image but entry "
                     f"{entry.name} holds {features.shape[1]}; delete the entry."
                 )
-            features.resize((end, features.shape[1]))
-            features[offset:end] = feats
-            progress[()] = end
-            entry.attrs["extract_seconds"] = spent + time.perf_counter() - t0
-            f.flush()
+            try:
+                features.resize((end, features.shape[1]))
+                features[offset:end] = feats
+                progress[()] = end
+                entry.attrs["extract_seconds"] = spent + time.perf_counter() - t0
+                f.flush()
+            except OSError as exc:
+                raise self._write_failed(exc, offset, n) from exc
             if bar is not None:
                 bar.update(end)
         if int(progress[()]) != n:
@@ -479,6 +510,87 @@ class FeatureCache:
         entry.attrs["completed"] = _now()
         entry.attrs["complete"] = True
         f.flush()
+
+    def _write_failed(self, exc: OSError, done: int, n: int) -> CacheError:
+        full = getattr(exc, "errno", None) == errno.ENOSPC or "No space" in str(exc)
+        reason = (
+            "the disk is full: free some space (or point `path` at a larger disk)"
+            if full
+            else f"the file could not be written ({exc})"
+        )
+        return CacheError(
+            f"Writing features to {str(self.path)!r} stopped after {done} of {n} images: "
+            f"{reason}. Completed batches are kept; call `extract` again to resume. If the "
+            "file will not open afterwards, `FeatureCache(path).repair()` keeps every entry "
+            "that can still be read."
+        )
+
+    # ------------------------------------------------------------------ repair
+    def repair(self) -> dict[str, Any]:
+        """Rebuild a damaged cache file, keeping every entry that still reads correctly.
+
+        Each entry is read in full (HDF5 checksums verify every chunk); readable ones
+        are copied into a fresh file, which then replaces the original. The original
+        is kept beside it as ``<name>.damaged-<time>`` (nothing is deleted). Entries
+        that could not be read are re-extracted the next time they are asked for.
+        A file that cannot be opened at all is set aside the same way and an empty
+        cache takes its place.
+
+        Returns
+        -------
+        dict
+            ``kept`` and ``dropped`` entry keys, and ``backup``: where the original
+            file now is (``None`` if there was no file).
+        """
+        report: dict[str, Any] = {"kept": [], "dropped": [], "backup": None}
+        with _WriteLock(self.path):
+            if not self.path.exists():
+                return report
+            stamp = _dt.datetime.now().strftime("%Y%m%dT%H%M%S")
+            tmp = self.path.with_name(f".{self.path.name}.repair-{stamp}")
+            try:
+                src = h5py.File(self.path, "r", locking=False)
+            except OSError:
+                src = None
+            try:
+                with h5py.File(tmp, "w") as dst:
+                    dst.attrs["format"] = FORMAT_NAME
+                    dst.attrs["format_version"] = FORMAT_VERSION
+                    out = dst.create_group("entries")
+                    has_entries = src is not None and "entries" in src
+                    keys = list(src["entries"].keys()) if has_entries else []
+                    for key in keys:
+                        try:
+                            self._copy_entry(src["entries"][key], out, key)
+                            report["kept"].append(key)
+                        except (OSError, KeyError, ValueError, RuntimeError):
+                            if key in out:
+                                del out[key]
+                            report["dropped"].append(key)
+            finally:
+                if src is not None:
+                    src.close()
+            backup = self.path.with_name(f"{self.path.name}.damaged-{stamp}")
+            os.replace(self.path, backup)
+            os.replace(tmp, self.path)
+            report["backup"] = str(backup)
+        return report
+
+    @staticmethod
+    def _copy_entry(src: h5py.Group, out: h5py.Group, key: str) -> None:
+        dst = out.create_group(key)
+        for name, value in src.attrs.items():
+            dst.attrs[name] = value
+        feats = src["features"]
+        done = int(src["progress"][()])
+        data = feats[:done]  # reads and checksums every chunk
+        dst.create_dataset(
+            "features", data=data, maxshape=feats.maxshape, chunks=feats.chunks,
+            compression=feats.compression, fletcher32=True,
+        )
+        dst.create_dataset("progress", data=np.int64(done))
+        if "labels" in src:
+            dst.create_dataset("labels", data=src["labels"][()])
 
     # ------------------------------------------------------------------ reading
     def _find_complete(self, key: str) -> CacheEntry | None:
@@ -582,7 +694,17 @@ class FeatureCache:
                 )
             if lazy:
                 return LazyFeatures(self.path, key, shape)  # type: ignore[arg-type]
-            return entry["features"][()]
+            try:
+                return entry["features"][()]
+            except OSError as exc:
+                raise self._damaged_entry(key, exc) from exc
+
+    def _damaged_entry(self, key: str, exc: BaseException) -> CacheCorruptedError:
+        return CacheCorruptedError(
+            f"Entry {key!r} in {str(self.path)!r} is damaged ({exc}). Delete it with "
+            f"`cache.delete({key!r})` and extract again, or run `cache.repair()` to drop "
+            "every damaged entry at once; the other entries stay readable."
+        )
 
     def labels(self, key: str) -> np.ndarray | None:
         """The labels stored with an entry, or ``None``."""
