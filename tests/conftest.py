@@ -43,3 +43,45 @@ def _no_user_keras_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch) -
     home = tmp_path_factory.getbasetemp() / "keras_home"
     monkeypatch.setenv("KERAS_HOME", str(home))
     monkeypatch.setenv("TRANSFERKIT_DATA", str(tmp_path_factory.getbasetemp() / "tk_data"))
+
+
+from transferkit.extractors import BaseExtractor  # noqa: E402
+
+
+class NumpyExtractor(BaseExtractor):
+    """A tiny extractor in plain NumPy (no TensorFlow): fast to start in subprocesses.
+
+    Features: per-channel means of a ``grid`` x ``grid`` tiling, after ``preprocessing``.
+    Every parameter except ``batch_size`` and ``delay`` changes the features, and is
+    part of the fingerprint. Not registered: it exists for the cache's tests.
+    """
+
+    compiled = False
+
+    def __init__(self, *, grid=2, preprocessing="rescale", dtype="float32", batch_size=8,
+                 delay=0.0):
+        self.grid = grid
+        self.preprocessing = preprocessing
+        self.dtype = dtype
+        self.batch_size = batch_size
+        self.delay = delay
+
+    def _feature_config(self):
+        return {"weights": None, "layer": "grid_means", "pooling": "avg", "input_size": None,
+                "grid": self.grid, "preprocessing": self.preprocessing, "dtype": self.dtype}
+
+    def _build_forward(self, image_size):
+        import time
+
+        g = self.grid
+
+        def forward(x):
+            if self.delay:
+                time.sleep(self.delay)
+            x = np.asarray(x, dtype=np.float64)
+            x = x / 255.0 if self.preprocessing == "rescale" else x - 127.5
+            n, h, w, c = x.shape
+            x = x[:, : h - h % g, : w - w % g].reshape(n, g, h // g, g, w // g, c)
+            return x.mean(axis=(2, 4)).reshape(n, -1).astype(self.dtype).astype(np.float32)
+
+        return forward

@@ -124,7 +124,9 @@ class LazyFeatures:
 
     def __getitem__(self, index: Any) -> np.ndarray:
         try:
-            with h5py.File(self._path, "r", locking=False) as f:
+            with _FileLock(self._path, ".sync").held(shared=True), h5py.File(
+                self._path, "r", locking=False
+            ) as f:
                 return f["entries"][self._key]["features"][index]
         except OSError as exc:
             raise CacheCorruptedError(
@@ -146,39 +148,72 @@ class LazyFeatures:
         return f"LazyFeatures(path={str(self._path)!r}, key={self._key!r}, shape={self.shape})"
 
 
-class _WriteLock:
-    """An advisory, process-wide lock on ``<cache>.lock`` so two writers never interleave."""
+class _FileLock:
+    """An advisory ``flock`` on a file beside the cache (``<cache><suffix>``).
 
-    def __init__(self, path: Path) -> None:
-        self.path = path.with_name(path.name + ".lock")
+    Two locks protect a cache. ``.lock`` is held exclusively by the one writer for a
+    whole extraction, so a second writer is refused rather than interleaved. ``.sync``
+    is held shared by readers while they read, and exclusively by the writer only
+    while it writes and flushes a batch, so readers always open a consistent file.
+    Locks are released by the OS when a process dies. Without ``fcntl`` (Windows)
+    locking is skipped.
+    """
+
+    def __init__(self, path: Path, suffix: str) -> None:
+        self.path = path.with_name(path.name + suffix)
         self._fh: Any = None
 
-    def __enter__(self) -> _WriteLock:
+    def acquire(self, *, shared: bool = False, blocking: bool = True) -> bool:
+        """Take the lock; ``False`` if it is held elsewhere (non-blocking) or unusable."""
         try:
             import fcntl
-        except ImportError:  # pragma: no cover - Windows: HDF5's own file lock still applies
-            return self
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = open(self.path, "a+")  # noqa: SIM115 - held until __exit__
+        except ImportError:  # pragma: no cover - Windows
+            return True
         try:
-            fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(self.path, "a+")  # noqa: SIM115 - held until release()
+        except OSError:
+            self._fh = None  # e.g. a read-only folder: nobody can write there anyway
+            return True
+        flags = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if blocking else fcntl.LOCK_NB)
+        try:
+            fcntl.flock(self._fh.fileno(), flags)
         except OSError:
             self._fh.close()
             self._fh = None
-            raise CacheLockedError(
-                f"Another process is writing to the feature cache {str(self.path)[:-5]!r} "
-                f"(it holds {str(self.path)!r}). Wait for it to finish, or use another cache "
-                "file; two writers on one file are refused rather than interleaved."
-            ) from None
-        return self
+            return False
+        return True
 
-    def __exit__(self, *exc: Any) -> None:
+    def release(self) -> None:
         if self._fh is not None:
             import fcntl
 
             fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
             self._fh.close()
             self._fh = None
+
+    @contextlib.contextmanager
+    def held(self, *, shared: bool = False) -> Iterator[None]:
+        self.acquire(shared=shared)
+        try:
+            yield
+        finally:
+            self.release()
+
+
+@contextlib.contextmanager
+def _writer_lock(path: Path) -> Iterator[None]:
+    lock = _FileLock(path, ".lock")
+    if not lock.acquire(blocking=False):
+        raise CacheLockedError(
+            f"Another process is writing to the feature cache {str(path)!r} (it holds "
+            f"{str(lock.path)!r}). Wait for it to finish, or use another cache file; two "
+            "writers on one file are refused rather than interleaved."
+        )
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 class FeatureCache:
@@ -209,6 +244,7 @@ class FeatureCache:
             )
         self.path = Path(path)
         self.compression = compression
+        self._sync: _FileLock | None = None
 
     def __repr__(self) -> str:
         return f"FeatureCache({str(self.path)!r})"
@@ -218,15 +254,27 @@ class FeatureCache:
     def _open(self, mode: str) -> Iterator[h5py.File]:
         """Open the file; readers neither take nor honour HDF5's lock.
 
-        Writers are serialised by :class:`_WriteLock`, and a writer flushes a
-        consistent file after every batch, so a reader may open the file while an
-        extraction runs: it sees complete entries as they are, and in-progress ones
-        as incomplete.
+        Writers are serialised by the ``.lock`` file; readers and the writer
+        synchronise on the ``.sync`` file, which the writer releases while its
+        backbone computes. A reader therefore opens the file between two flushed
+        batches: it sees complete entries as they are, in-progress ones as incomplete.
         """
         if mode == "r" and not self.path.exists():
             raise CacheError(f"The feature cache {str(self.path)!r} does not exist yet.")
         if mode != "r":
             self.path.parent.mkdir(parents=True, exist_ok=True)
+        sync = _FileLock(self.path, ".sync")
+        sync.acquire(shared=mode == "r")
+        try:
+            with self._open_locked(mode) as f:
+                self._sync = sync
+                yield f
+        finally:
+            self._sync = None
+            sync.release()
+
+    @contextlib.contextmanager
+    def _open_locked(self, mode: str) -> Iterator[h5py.File]:
         f = None
         for attempt in range(_OPEN_RETRIES):
             try:
@@ -365,7 +413,7 @@ class FeatureCache:
         if hit is not None and labels_arr is None and class_names is None:
             return self.load(key, lazy=lazy)
 
-        with _WriteLock(self.path), self._open("a") as f:
+        with _writer_lock(self.path), self._open("a") as f:
             group = f.require_group("entries")
             entry = group.get(key)
             if entry is not None and not self._entry_is_valid(entry, n):
@@ -485,7 +533,18 @@ class FeatureCache:
             bar.update(done)
         spent = float(entry.attrs.get("extract_seconds", 0.0))
         t0 = time.perf_counter()
-        for offset, feats in extractor.iter_features(images, start=done, batch_size=bs):
+        batches = extractor.iter_features(images, start=done, batch_size=bs)
+        while True:
+            sync = self._sync
+            if sync is not None:  # let readers in while the backbone computes
+                sync.release()
+            try:
+                offset, feats = next(batches, (None, None))
+            finally:
+                if sync is not None:
+                    sync.acquire()
+            if feats is None:
+                break
             end = offset + len(feats)
             if feats.shape[1] != features.shape[1]:
                 raise CacheError(
@@ -543,7 +602,7 @@ class FeatureCache:
             file now is (``None`` if there was no file).
         """
         report: dict[str, Any] = {"kept": [], "dropped": [], "backup": None}
-        with _WriteLock(self.path):
+        with _writer_lock(self.path):
             if not self.path.exists():
                 return report
             stamp = _dt.datetime.now().strftime("%Y%m%dT%H%M%S")
@@ -717,6 +776,6 @@ class FeatureCache:
 
     def delete(self, key: str) -> None:
         """Remove an entry (its space is reused by later entries)."""
-        with _WriteLock(self.path), self._open("a") as f:
+        with _writer_lock(self.path), self._open("a") as f:
             self._entry(f, key, need_complete=False)
             del f["entries"][key]

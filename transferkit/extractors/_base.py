@@ -62,6 +62,9 @@ class BaseExtractor(TransformerMixin, BaseEstimator):
     min_input_size: ClassVar[int] = 1
     #: Whether ``fit`` learns something (``False`` for frozen backbones).
     trainable: ClassVar[bool] = False
+    #: Whether ``_build_forward``'s function is compiled with ``tf.function``; extractors
+    #: written in plain NumPy set this to ``False`` and never import TensorFlow.
+    compiled: ClassVar[bool] = True
 
     # ------------------------------------------------------------------ subclass API
     def _validate_params(self) -> None:
@@ -212,9 +215,8 @@ class BaseExtractor(TransformerMixin, BaseEstimator):
         cache = self.__dict__.setdefault("_forward_cache", {})
         fn = cache.get(key)
         if fn is None:
-            tf = import_tf()
             raw = self._build_forward(image_size)
-            fn = tf.function(raw, reduce_retracing=True)
+            fn = import_tf().function(raw, reduce_retracing=True) if self.compiled else raw
             cache.clear()  # parameters changed: drop models built for the old ones
             cache[key] = fn
         return fn

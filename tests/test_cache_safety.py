@@ -1,0 +1,227 @@
+"""The cache under stress: killed writers, concurrent readers, damaged files, full disks.
+
+These complement tests/test_cache.py (the everyday behaviour). The extractor here is
+`NumpyExtractor` (plain NumPy), so subprocesses start in about a second.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from conftest import NumpyExtractor, make_images
+
+from transferkit import FeatureCache
+from transferkit import exceptions as exc
+
+TESTS = Path(__file__).resolve().parent
+
+_WRITER = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, {tests!r})
+    import numpy as np
+    from conftest import NumpyExtractor
+    from transferkit import FeatureCache
+    n, delay = int(sys.argv[2]), float(sys.argv[3])
+    x = np.random.default_rng(0).integers(0, 256, (n, 16, 16, 3), dtype=np.uint8)
+    ext = NumpyExtractor(batch_size=8, delay=delay)
+    cache = FeatureCache(sys.argv[1])
+    print("ready", flush=True)
+    cache.extract(ext, x)
+    print("done", flush=True)
+    """
+)
+
+
+def _images(n: int) -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, (n, 16, 16, 3), dtype=np.uint8)
+
+
+def _start_writer(tmp_path: Path, cache_path: Path, n: int, delay: float) -> subprocess.Popen:
+    script = tmp_path / "writer.py"
+    script.write_text(_WRITER.format(tests=str(TESTS)))
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(cache_path), str(n), str(delay)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    line = proc.stdout.readline()
+    if line.strip() != "ready":
+        raise AssertionError(f"writer did not start: {line!r} {proc.stderr.read()[-2000:]}")
+    return proc
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_points_never_loses_or_corrupts(tmp_path) -> None:
+    n, kills_wanted = 4000, 22
+    x = _images(n)
+    reference = NumpyExtractor(batch_size=8).transform(x)
+    path = tmp_path / "killed.h5"
+    rng = random.Random(1234)
+    kills, last_done = 0, 0
+    while kills < kills_wanted:
+        proc = _start_writer(tmp_path, path, n, delay=0.002)
+        time.sleep(rng.uniform(0.0, 0.25))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        if proc.returncode != -signal.SIGKILL:  # finished before the kill: start over
+            path.unlink()
+            last_done = 0
+            continue
+        kills += 1
+        # After every kill the file opens, and what it holds is exactly the reference.
+        entries = FeatureCache(path).entries(include_incomplete=True)
+        if not entries:  # killed before the entry was first flushed
+            continue
+        (entry,) = entries
+        assert entry.n_done >= last_done
+        assert entry.n_done % 8 == 0 or entry.n_done == n
+        last_done = entry.n_done
+        with h5py.File(path, "r") as f:
+            stored = f["entries"][entry.key]["features"][: entry.n_done]
+        np.testing.assert_array_equal(stored, reference[: entry.n_done])
+    ext = NumpyExtractor(batch_size=8)
+    np.testing.assert_array_equal(FeatureCache(path).extract(ext, x), reference)
+    print(f"{kills} SIGKILLs survived; last resume point {last_done}/{n}")
+
+
+def test_readers_see_complete_entries_while_a_writer_works(tmp_path) -> None:
+    path = tmp_path / "busy.h5"
+    cache = FeatureCache(path)
+    done_x = make_images(40, size=16, seed=3)
+    done_f = cache.extract(NumpyExtractor(), done_x)
+    proc = _start_writer(tmp_path, path, n=3000, delay=0.01)
+    try:
+        seen_incomplete = False
+        deadline = time.time() + 1.5
+        while time.time() < deadline:
+            keys = [e.key for e in cache.entries()]
+            assert keys == [cache.key(NumpyExtractor(), done_x)]  # in-progress: not listed
+            np.testing.assert_array_equal(cache.extract(NumpyExtractor(), done_x), done_f)
+            partial = [e for e in cache.entries(include_incomplete=True) if not e.complete]
+            seen_incomplete |= bool(partial)
+            if partial:
+                with pytest.raises(exc.CacheError, match="incomplete"):
+                    cache.load(partial[0].key)
+        assert seen_incomplete
+        # A second writer is refused, not interleaved.
+        with pytest.raises(exc.CacheLockedError, match="Another process is writing"):
+            cache.extract(NumpyExtractor(grid=3), done_x)
+    finally:
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err[-2000:]
+    np.testing.assert_array_equal(
+        cache.extract(NumpyExtractor(), _images(3000)), NumpyExtractor().transform(_images(3000))
+    )
+
+
+# ---------------------------------------------------------------------------- damage
+def _two_entries(path: Path) -> tuple[FeatureCache, list[tuple[str, np.ndarray, np.ndarray]]]:
+    cache = FeatureCache(path)
+    out = []
+    for seed in (1, 2):
+        x = make_images(64, size=16, seed=seed)
+        f = cache.extract(NumpyExtractor(grid=4), x, labels=np.arange(64) % 2)
+        out.append((cache.key(NumpyExtractor(grid=4), x), x, f))
+    return cache, out
+
+
+def test_corrupted_chunk_is_detected_and_other_entries_stay_readable(tmp_path) -> None:
+    path = tmp_path / "c.h5"
+    cache, [(key_a, x_a, f_a), (key_b, _, f_b)] = _two_entries(path)
+    with h5py.File(path, "r") as f:
+        info = f["entries"][key_a]["features"].id.get_chunk_info(0)
+    with open(path, "r+b") as fh:  # flip bytes inside entry A's data
+        fh.seek(info.byte_offset + 16)
+        fh.write(b"\xff\x00\xff\x00" * 8)
+    with pytest.raises(exc.CacheCorruptedError, match=rf"{key_a}.*c\.h5.*damaged.*repair"):
+        cache.load(key_a)
+    np.testing.assert_array_equal(cache.load(key_b), f_b)
+    report = cache.repair()
+    assert report["kept"] == [key_b] and report["dropped"] == [key_a]
+    assert Path(report["backup"]).is_file()  # the damaged original is kept, not deleted
+    np.testing.assert_array_equal(cache.load(key_b), f_b)
+    np.testing.assert_array_equal(cache.labels(key_b), np.arange(64) % 2)
+    np.testing.assert_array_equal(cache.extract(NumpyExtractor(grid=4), x_a), f_a)
+
+
+def test_truncated_file_gives_a_clear_error_and_repair_rebuilds(tmp_path) -> None:
+    path = tmp_path / "t.h5"
+    cache, [(key_a, x_a, f_a), _] = _two_entries(path)
+    original = path.read_bytes()
+    path.write_bytes(original[: len(original) // 2])
+    with pytest.raises(exc.CacheCorruptedError, match=r"t\.h5.*cannot be opened.*repair\(\)"):
+        cache.extract(NumpyExtractor(grid=4), x_a)
+    report = cache.repair()
+    assert Path(report["backup"]).read_bytes() == original[: len(original) // 2]
+    np.testing.assert_array_equal(cache.extract(NumpyExtractor(grid=4), x_a), f_a)
+
+
+def test_not_a_cache_is_never_overwritten_even_by_repair(tmp_path) -> None:
+    path = tmp_path / "notes.h5"
+    path.write_text("precious")
+    with pytest.raises(exc.CacheCorruptedError, match="not an HDF5 feature cache"):
+        FeatureCache(path).entries()
+    report = FeatureCache(path).repair()
+    assert Path(report["backup"]).read_text() == "precious"
+
+
+def test_read_only_location(tmp_path, monkeypatch) -> None:
+    path = tmp_path / "ro.h5"
+    cache, [(key_a, _, f_a), _] = _two_entries(path)
+    real_file = h5py.File
+
+    def read_only(name, mode="r", **kwargs):
+        if mode != "r":
+            raise PermissionError(errno.EACCES, "Permission denied", str(name))
+        return real_file(name, mode, **kwargs)
+
+    monkeypatch.setattr(h5py, "File", read_only)
+    with pytest.raises(exc.CacheError, match=r"ro\.h5.*permission denied.*writable location"):
+        cache.extract(NumpyExtractor(grid=5), make_images(4, size=16))
+    np.testing.assert_array_equal(cache.load(key_a), f_a)  # reading still works
+
+
+def test_full_disk_keeps_completed_batches_and_resumes(tmp_path, monkeypatch) -> None:
+    path = tmp_path / "full.h5"
+    cache, [(key_a, _, f_a), _] = _two_entries(path)
+    x = make_images(80, size=16, seed=9)
+    real_setitem = h5py.Dataset.__setitem__
+    writes = {"n": 0}
+
+    def disk_fills_up(self, index, value):
+        if self.name.endswith("/features"):
+            writes["n"] += 1
+            if writes["n"] == 4:
+                raise OSError(errno.ENOSPC, "No space left on device")
+        return real_setitem(self, index, value)
+
+    monkeypatch.setattr(h5py.Dataset, "__setitem__", disk_fills_up)
+    with pytest.raises(exc.CacheError, match=r"full\.h5.*after 24 of 80.*disk is full.*resume"):
+        cache.extract(NumpyExtractor(grid=4), x)
+    monkeypatch.setattr(h5py.Dataset, "__setitem__", real_setitem)
+    np.testing.assert_array_equal(cache.load(key_a), f_a)
+    (partial,) = [e for e in cache.entries(include_incomplete=True) if not e.complete]
+    assert partial.n_done == 24
+    np.testing.assert_array_equal(
+        cache.extract(NumpyExtractor(grid=4), x), NumpyExtractor(grid=4).transform(x)
+    )
+
+
+def test_lazy_view_of_a_deleted_file_says_so(tmp_path) -> None:
+    path = tmp_path / "gone.h5"
+    cache, [(key_a, _, _), _] = _two_entries(path)
+    lazy = cache.load(key_a, lazy=True)
+    os.remove(path)
+    with pytest.raises(exc.CacheCorruptedError, match=r"gone\.h5.*moved, deleted or damaged"):
+        lazy[:3]
