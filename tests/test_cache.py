@@ -297,3 +297,90 @@ def test_missing_file_reads_as_empty(tmp_path) -> None:
     cache = FeatureCache(tmp_path / "sub" / "none.h5")
     assert cache.entries() == [] and len(cache) == 0 and "k" not in cache
     assert not Path(cache.path).exists()
+
+
+# ---------------------------------------------------------------------------- staleness
+def _save_vgg_weights(vgg: VGG16Extractor, path: Path, bump: float = 0.0) -> str:
+    vgg.transform(make_images(1))
+    model = next(iter(vgg._forward_cache.values())).python_function.base
+    weights = model.get_weights()
+    weights[0] = weights[0] + bump  # the first conv kernel
+    model.set_weights(weights)
+    model.save_weights(path)
+    if bump:
+        weights[0] = weights[0] - bump
+        model.set_weights(weights)
+    return str(path)
+
+
+def _one_pixel(x):
+    x = x.copy()
+    x[3, 5, 7, 1] ^= 1
+    return x
+
+
+def _numpy_ext(**kw):
+    from conftest import NumpyExtractor
+
+    return NumpyExtractor(**kw)
+
+
+STALENESS_CASES = {
+    # name: (baseline extractor factory, changed extractor factory, image transform)
+    "layer": ("vgg", lambda v, p: clone(v).set_params(layer="block2_pool"), None),
+    "pooling": ("vgg", lambda v, p: clone(v).set_params(pooling="max"), None),
+    "input_size": ("vgg", lambda v, p: clone(v).set_params(input_size=48), None),
+    "resize_method": (
+        "vgg_resized", lambda v, p: clone(v).set_params(resize_method="nearest"), None
+    ),
+    "weights_file_content": (
+        "vgg_file", lambda v, p: clone(v).set_params(
+            weights=_save_vgg_weights(v, p / "w2.weights.h5", bump=1e-3)), None,
+    ),
+    "random_weights_seed": ("vgg", lambda v, p: clone(v).set_params(seed=7), None),
+    "preprocessing": ("numpy", lambda v, p: _numpy_ext(preprocessing="center"), None),
+    "dtype": ("numpy", lambda v, p: _numpy_ext(dtype="float16"), None),
+    "one_pixel": ("numpy", None, _one_pixel),
+    "image_order": ("numpy", None, lambda x: x[::-1]),
+    "image_dtype": ("numpy", None, lambda x: x.astype(np.float32)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(STALENESS_CASES))
+def test_no_fingerprint_input_change_reuses_an_old_entry(case, tmp_path, vgg) -> None:
+    base_kind, change_extractor, change_images = STALENESS_CASES[case]
+    base = {
+        "vgg": lambda: clone(vgg),
+        "vgg_resized": lambda: clone(vgg).set_params(input_size=40),
+        "vgg_file": lambda: VGG16Extractor(
+            weights=_save_vgg_weights(vgg, tmp_path / "w1.weights.h5"), batch_size=8,
+            layer="block3_pool",
+        ),
+        "numpy": lambda: _numpy_ext(),
+    }[base_kind]()
+    x = make_images(12, seed=21)
+    cache = FeatureCache(tmp_path / "stale.h5")
+    old = cache.extract(base, x)
+    other = change_extractor(base, tmp_path) if change_extractor else clone(base)
+    x2 = change_images(x) if change_images else x
+    calls = count_calls(other)
+    new = cache.extract(other, x2)
+    assert calls == [0], "the backbone must run again: a changed input is a new entry"
+    assert cache.key(other, x2) != cache.key(base, x)
+    assert len(cache.entries()) == 2
+    np.testing.assert_array_equal(new, other.transform(x2))
+    if case not in ("image_dtype",):
+        assert not np.array_equal(new, old)
+
+
+def test_feature_version_change_invalidates(tmp_path, monkeypatch) -> None:
+    import transferkit.extractors._base as base_module
+
+    ext, x = _numpy_ext(), make_images(6, seed=22)
+    cache = FeatureCache(tmp_path / "v.h5")
+    cache.extract(ext, x)
+    old_key = cache.key(ext, x)
+    monkeypatch.setattr(base_module, "FEATURE_VERSION", "999")
+    calls = count_calls(ext)
+    cache.extract(ext, x)
+    assert calls == [0] and cache.key(ext, x) != old_key

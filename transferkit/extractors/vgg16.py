@@ -15,7 +15,12 @@ from ..exceptions import InvalidInputError, InvalidTypeError, WeightsNotFoundErr
 from ._base import BaseExtractor
 from ._registry import register_extractor
 
-__all__ = ["VGG16Extractor", "keras_weights_path", "RESIZE_METHODS"]
+__all__ = [
+    "VGG16Extractor",
+    "keras_weights_path",
+    "load_weights_strictly",
+    "RESIZE_METHODS",
+]
 
 _BASE_URL = "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/"
 _WEIGHTS = {
@@ -64,6 +69,34 @@ def _resolve_imagenet_weights(include_top: bool) -> str:
             "its path as `weights='/path/to/" + name + "'`; `weights=None` gives randomly "
             "initialised (seeded) weights for testing."
         ) from exc
+
+
+def load_weights_strictly(model: Any, path: str, *, what: str, include_top: bool) -> None:
+    """``model.load_weights(path)``, refusing files that leave any layer unloaded.
+
+    Keras only warns when a weights file lacks some layers ("Skipping ... retain their
+    freshly-initialized weights"); features from such a model would be silently wrong.
+    """
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            model.load_weights(path)
+        except Exception as exc:
+            raise InvalidInputError(
+                f"`weights` file {path!r} could not be loaded into {what} "
+                f"(include_top={include_top}): {exc}"
+            ) from exc
+    skipped = [str(w.message) for w in caught if "Skipping" in str(w.message)
+               or "could not be loaded" in str(w.message)]
+    if skipped:
+        raise InvalidInputError(
+            f"`weights` file {path!r} does not hold every layer of {what} "
+            f"(include_top={include_top}); Keras reported: {skipped[0][:300]}. Pass a file "
+            f"saved from the full {what} model (e.g. `model.save_weights(...)` on "
+            "`keras.applications` model), or Keras' own weights file."
+        )
 
 
 def _seeded_init(model: Any, seed: int) -> None:
@@ -221,13 +254,7 @@ class VGG16Extractor(BaseExtractor):
                 if self.weights == "imagenet"
                 else os.fspath(self.weights)
             )
-            try:
-                base.load_weights(path)
-            except Exception as exc:
-                raise InvalidInputError(
-                    f"`weights` file {path!r} could not be loaded into VGG-16 "
-                    f"(include_top={self._include_top}): {exc}"
-                ) from exc
+            load_weights_strictly(base, path, what="VGG-16", include_top=self._include_top)
         base.trainable = False
         out = base.get_layer(self.layer).output
         if not self._include_top:
@@ -250,6 +277,7 @@ class VGG16Extractor(BaseExtractor):
             return trunk(x, training=False)
 
         forward.model = trunk  # type: ignore[attr-defined]
+        forward.base = base  # type: ignore[attr-defined]
         return forward
 
     def preprocess(self, images: np.ndarray) -> np.ndarray:
