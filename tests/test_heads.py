@@ -564,14 +564,26 @@ def test_predict_wrong_features(head_name, data, request):
         head.predict(Xt[0])
 
 
+@pytest.mark.parametrize("head_name", ["fitted_dense", "fitted_sklearn"])
+def test_score_refuses_unseen_classes_and_bad_lengths(head_name, data, request):
+    head = request.getfixturevalue(head_name)
+    _, _, Xt, yt = data
+    with pytest.raises(InvalidInputError, match=r"`y` holds 1 class\(es\) never seen.*\[99\]"):
+        head.score(Xt, np.where(np.arange(len(yt)) == 0, 99, yt))
+    with pytest.raises(InvalidInputError, match=r"never seen.*\['a'\]"):
+        head.score(Xt, np.array(["a"] * len(yt)))
+    with pytest.raises(InvalidInputError, match=r"one label per row of `X`: expected"):
+        head.score(Xt, yt[:-1])
+    onehot = np.eye(len(head.classes_))[np.searchsorted(head.classes_, yt)]
+    assert head.score(Xt, onehot) == head.score(Xt, yt)
+
+
 @pytest.mark.parametrize("head", [DenseHead(), SklearnHead()], ids=["dense", "sklearn"])
 @pytest.mark.parametrize("method", ["predict", "predict_proba", "score"])
 def test_unfitted(head, method, data):
     _, _, Xt, yt = data
     args = (Xt, yt) if method == "score" else (Xt,)
-    with pytest.raises(
-        NotFittedError, match=rf"not fitted.*`{method if method != 'score' else 'predict'}`"
-    ):
+    with pytest.raises(NotFittedError, match=rf"not fitted.*`{method}`"):
         getattr(head, method)(*args)
     with pytest.raises(SklearnNotFittedError):  # scikit-learn tooling recognises it
         getattr(head, method)(*args)

@@ -361,7 +361,57 @@ class _HeadFile:
 # --------------------------------------------------------------------------- DenseHead
 
 
-class DenseHead(ClassifierMixin, BaseEstimator):
+class _HeadScoreMixin:
+    """``score`` that refuses labels the head cannot know, instead of scoring them wrong."""
+
+    def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
+        """Mean accuracy on ``(X, y)``.
+
+        Unlike plain scikit-learn, labels of classes never seen in ``fit`` raise an
+        error (they are a mistake: e.g. features of other classes than trained on,
+        or string labels against integer ones) rather than silently counting as wrong.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features_in_)
+        y : array-like of shape (n_samples,) or one-hot (n_samples, n_classes)
+        sample_weight : array-like of shape (n_samples,), optional
+
+        Returns
+        -------
+        float
+        """
+        _check_fitted(self, "score")
+        labels = np.asarray(y)
+        classes = self.classes_  # type: ignore[attr-defined]
+        if labels.ndim == 2 and labels.shape[1] == len(classes) and labels.shape[1] > 1:
+            labels = classes[np.argmax(labels, axis=1)]
+        elif labels.ndim == 2 and labels.shape[1] == 1:
+            labels = labels[:, 0]
+        if labels.ndim != 1:
+            raise InvalidInputError(
+                f"`y` must be 1-D labels (or one-hot rows with {len(classes)} columns); "
+                f"received shape {labels.shape}."
+            )
+        n = len(X) if hasattr(X, "__len__") else None
+        if n is not None and len(labels) != n:
+            raise InvalidInputError(
+                f"`y` must have one label per row of `X`: expected {n}, received {len(labels)}."
+            )
+        try:
+            known = np.isin(labels, classes)
+        except (TypeError, ValueError):
+            known = np.zeros(len(labels), dtype=bool)
+        if not known.all():
+            unseen = list(dict.fromkeys(labels[~known].tolist()))
+            raise InvalidInputError(
+                f"`y` holds {len(unseen)} class(es) never seen in fit: {unseen[:10]}; this "
+                f"head knows {classes.tolist()[:20]}. Score on labels of the trained classes."
+            )
+        return super().score(X, labels, sample_weight=sample_weight)  # type: ignore[misc]
+
+
+class DenseHead(_HeadScoreMixin, ClassifierMixin, BaseEstimator):
     """Keras softmax classifier (a small MLP) trained on feature vectors.
 
     The network is ``[standardize] -> (Dense(units, activation) -> Dropout)* ->
@@ -783,7 +833,7 @@ def _estimator_has(attr: str) -> Any:
     return check
 
 
-class SklearnHead(ClassifierMixin, BaseEstimator):
+class SklearnHead(_HeadScoreMixin, ClassifierMixin, BaseEstimator):
     """Any scikit-learn classifier as a head, with optional standardization.
 
     Parameters
