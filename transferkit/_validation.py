@@ -113,6 +113,10 @@ def check_images(
             f"`{name}` must have dtype uint8, or a float dtype with values in [0, 255]; "
             f"received dtype {dtype}."
         )
+    if shape[1] == 0 or shape[2] == 0:
+        raise InvalidInputError(
+            f"`{name}` must have a height and width of at least 1 pixel; received shape {shape}."
+        )
     if shape[0] == 0 and not allow_empty:
         raise InvalidInputError(f"`{name}` is empty (shape {shape}); pass at least one image.")
     if min_size is not None and (shape[1] < min_size or shape[2] < min_size):

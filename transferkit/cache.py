@@ -419,6 +419,7 @@ class FeatureCache:
             if entry is not None and not self._entry_is_valid(entry, n):
                 del group[key]  # an entry damaged before its first flush: rebuild it
                 entry = None
+            created = entry is None
             if entry is None:
                 entry = self._create_entry(group, key, extractor, images, fp, data_fp, bs)
             if labels_arr is not None:
@@ -427,7 +428,14 @@ class FeatureCache:
                 entry.attrs["class_names"] = json.dumps(class_names)
             f.flush()
             if not bool(entry.attrs["complete"]):
-                self._fill(f, entry, extractor, images, verbose=verbose)
+                try:
+                    self._fill(f, entry, extractor, images, verbose=verbose)
+                except (InvalidInputError, InvalidTypeError):
+                    # Bad images found in the first batch: leave no empty entry behind.
+                    if created and int(entry["progress"][()]) == 0:
+                        del group[key]
+                        f.flush()
+                    raise
         return self.load(key, lazy=lazy)
 
     @staticmethod
