@@ -14,6 +14,7 @@ from transferkit import exceptions as exc
 from transferkit.extractors import (
     BaseExtractor,
     CifarCNN,
+    EfficientNetLite0Extractor,
     VGG16Extractor,
     create_extractor,
     get_extractor_class,
@@ -30,9 +31,22 @@ def _fitted_cnn() -> CifarCNN:
     return CifarCNN(conv_filters=(8, 8), dense_units=(16,), epochs=1, random_state=0).fit(*_TRAIN)
 
 
+def _keras_app(name: str, **params):
+    """Seeded random weights, the contract's 32x32 images (resized up where the model needs)."""
+    return lambda: create_extractor(name, weights=None, batch_size=8, **params)
+
+
 FACTORIES = {
     "vgg16": lambda: VGG16Extractor(weights=None, batch_size=8),
     "cifar_cnn": _fitted_cnn,
+    "efficientnet_lite0": lambda: EfficientNetLite0Extractor(weights=None, batch_size=8),
+    "resnet50": _keras_app("resnet50"),
+    "mobilenet_v2": _keras_app("mobilenet_v2"),
+    "efficientnet_b0": _keras_app("efficientnet_b0"),
+    "convnext_tiny": _keras_app("convnext_tiny"),
+    "densenet121": _keras_app("densenet121"),
+    "inception_v3": _keras_app("inception_v3", input_size=75),
+    "xception": _keras_app("xception", input_size=71),
 }
 
 
@@ -200,7 +214,7 @@ def test_vgg16_resizes_inside_the_model(images) -> None:
 
 def test_vgg16_weights_file_identity_enters_fingerprint(vgg, tmp_path, images) -> None:
     vgg.transform(images[:1])
-    model = next(iter(vgg._forward_cache.values())).python_function.model
+    model = next(iter(vgg._forward_cache.values())).python_function.base
     path = tmp_path / "w.weights.h5"
     model.save_weights(path)
     from_file = VGG16Extractor(weights=str(path), batch_size=8)
@@ -212,6 +226,19 @@ def test_vgg16_weights_file_identity_enters_fingerprint(vgg, tmp_path, images) -
     model.set_weights(weights)
     model.save_weights(path)
     assert VGG16Extractor(weights=str(path)).fingerprint != fp
+
+
+def test_vgg16_refuses_a_weights_file_missing_layers(vgg, tmp_path, images) -> None:
+    """Keras only warns when layers are missing; transferkit refuses (no silent garbage)."""
+    import keras
+
+    vgg.transform(images[:1])
+    partial = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Conv2D(
+        64, 3, padding="same", name="block1_conv1")])
+    path = tmp_path / "partial.weights.h5"
+    partial.save_weights(path)
+    with pytest.raises(exc.InvalidInputError, match=r"partial\.weights\.h5"):
+        VGG16Extractor(weights=str(path)).transform(images[:1])
 
 
 def test_vgg16_imagenet_offline_names_the_file_and_where_to_put_it(monkeypatch) -> None:
@@ -346,3 +373,155 @@ def test_cifar_cnn_validation_split_and_early_stopping() -> None:
     ).fit(x, y)
     assert "val_accuracy" in cnn.history_
     assert cnn.n_iter_ < 30
+
+
+# ---------------------------------------------------------------------------- keras.applications
+@pytest.mark.parametrize(
+    ("name", "module", "size"),
+    [("resnet50", "resnet50", 64), ("mobilenet_v2", "mobilenet_v2", 64)],
+)
+def test_keras_app_matches_keras_reference_pipeline(name, module, size, tmp_path) -> None:
+    """Resize + family preprocessing + pooling equal keras.applications' own on the same weights."""
+    import keras
+
+    x = make_images(4, seed=3)
+    cls = get_extractor_class(name)
+    ref = getattr(keras.applications, cls.architecture)(
+        include_top=False, weights=None, input_shape=(size, size, 3), pooling="max"
+    )
+    weights = tmp_path / f"{name}.weights.h5"
+    ref.save_weights(weights)
+    ours = create_extractor(name, weights=str(weights), pooling="max", input_size=size)
+    resized = keras.ops.convert_to_numpy(
+        keras.ops.image.resize(x.astype("float32"), (size, size), interpolation="bilinear")
+    )
+    preprocess = getattr(keras.applications, module).preprocess_input
+    expected = ref.predict(preprocess(resized), verbose=0)
+    np.testing.assert_allclose(ours.transform(x), expected, rtol=1e-4, atol=1e-4)
+    assert ours.describe()["weights"]["file_hash"]
+
+
+@pytest.mark.parametrize(
+    ("name", "module"),
+    [
+        ("resnet50", "resnet50"),
+        ("mobilenet_v2", "mobilenet_v2"),
+        ("efficientnet_b0", "efficientnet"),
+        ("convnext_tiny", "convnext"),
+        ("densenet121", "densenet"),
+        ("inception_v3", "inception_v3"),
+        ("xception", "xception"),
+    ],
+)
+def test_keras_app_preprocessing_equals_keras_preprocess_input(name, module) -> None:
+    import keras
+
+    x = make_images(3, seed=4)
+    before = x.copy()
+    ours = create_extractor(name, weights=None).preprocess(x)
+    np.testing.assert_array_equal(x, before)
+    expected = getattr(keras.applications, module).preprocess_input(x.astype("float32"))
+    np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-4)
+
+
+def test_keras_app_efficientnet_imagenet_equals_keras_imagenet_model(monkeypatch) -> None:
+    """Keras adds a Rescaling layer only for weights="imagenet": reproduced exactly."""
+    import h5py
+    import keras
+    from keras.src.legacy.saving import legacy_h5_format
+    from keras.src.utils import file_utils
+
+    from transferkit.extractors.vgg16 import keras_weights_path
+
+    x = make_images(3, seed=6)
+    fake = keras.applications.EfficientNetB0(include_top=False, weights=None,
+                                             input_shape=(32, 32, 3))
+    norm = next(lay for lay in fake.layers if isinstance(lay, keras.layers.Normalization))
+    norm.adapt_mean.assign([0.485, 0.456, 0.406])  # the ImageNet file's statistics
+    norm.adapt_variance.assign([0.052, 0.05, 0.051])
+    path = keras_weights_path("efficientnetb0_notop.h5")  # where our extractor looks
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as fh:
+        legacy_h5_format.save_weights_to_hdf5_group(fh, fake)
+    monkeypatch.setattr(file_utils, "get_file", lambda *a, **k: str(path))
+    ref = keras.applications.EfficientNetB0(include_top=False, weights="imagenet",
+                                            input_shape=(32, 32, 3), pooling="avg")
+    expected = ref.predict(x.astype("float32"), verbose=0)
+    ours = create_extractor("efficientnet_b0", weights="imagenet").transform(x)
+    np.testing.assert_allclose(ours, expected, rtol=1e-4, atol=1e-4)
+    path.unlink()
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "file"),
+    [
+        ("resnet50", {}, r"resnet50_weights_tf_dim_ordering_tf_kernels_notop\.h5"),
+        ("mobilenet_v2", {"input_size": 96},
+         r"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1\.0_96_no_top\.h5"),
+        ("xception", {"layer": "predictions", "input_size": 299},
+         r"xception_weights_tf_dim_ordering_tf_kernels\.h5"),
+    ],
+)
+def test_keras_app_imagenet_offline_names_the_file_and_where_to_put_it(
+    monkeypatch, name, params, file
+) -> None:
+    import keras
+
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure: Name or service not known")
+
+    monkeypatch.setattr(keras.utils, "get_file", offline)
+    with pytest.raises(exc.WeightsNotFoundError, match=rf"{file} is not in .*keras_home.*models"
+                       r".*weights="):
+        create_extractor(name, weights="imagenet", **params).transform(make_images(1))
+
+
+def test_keras_app_layers_predictions_and_generic_class(images) -> None:
+    from transferkit.extractors import KerasApplicationExtractor, MobileNetV2Extractor
+
+    generic = KerasApplicationExtractor(architecture="MobileNetV2", weights=None, batch_size=8)
+    fixed = MobileNetV2Extractor(weights=None, batch_size=8)
+    np.testing.assert_allclose(generic.transform(images), fixed.transform(images), atol=1e-6)
+    assert "architecture" in generic.get_params() and "architecture" not in fixed.get_params()
+    assert generic.describe()["architecture"] == fixed.describe()["architecture"]
+    mid = clone(fixed).set_params(layer="block_6_expand_relu", pooling="flatten")
+    assert mid.output_dim((32, 32)) == 4 * 4 * 192
+    probs = clone(fixed).set_params(layer="predictions").transform(images[:2])
+    assert probs.shape == (2, 1000)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-4)
+    assert "block_6_expand_relu" in fixed.layer_names()
+    with pytest.raises(exc.InvalidInputError, match=r"`layer` must be.*received 'block_99'"):
+        clone(fixed).set_params(layer="block_99").transform(images[:1])
+    fps = {create_extractor(n, weights=None).fingerprint
+           for n in ("resnet50", "mobilenet_v2", "densenet121")}
+    assert fixed.fingerprint in fps  # batch_size does not change features
+    assert len(fps | {clone(fixed).set_params(seed=1).fingerprint}) == 4
+
+
+@pytest.mark.parametrize(
+    ("params", "error", "match"),
+    [
+        ({"architecture": "ResNet9"}, exc.InvalidInputError, r"`architecture` must be one of"),
+        ({"architecture": "InceptionV3", "input_size": 64}, exc.InvalidInputError,
+         r"`input_size` must be at least 75 for InceptionV3; received 64"),
+        ({"layer": 3}, exc.InvalidTypeError, r"`layer` must be None, 'predictions' or"),
+        ({"pooling": "mean"}, exc.InvalidInputError, r"`pooling` must be one of.*'mean'"),
+        ({"weights": "/nonexistent/w.h5"}, exc.WeightsNotFoundError, r"does not exist"),
+        ({"weights": 3}, exc.InvalidTypeError, r"`weights` must be 'imagenet', None or a path"),
+        ({"seed": 1.5}, exc.InvalidTypeError, r"`seed` must be an integer"),
+    ],
+)
+def test_keras_app_bad_params_named_at_use(params, error, match) -> None:
+    from transferkit.extractors import KerasApplicationExtractor
+
+    with pytest.raises(error, match=match):
+        KerasApplicationExtractor(**{"weights": None, **params}).fit()
+
+
+def test_keras_app_minimum_input_size() -> None:
+    tiny = make_images(1, size=40)
+    inception = create_extractor("inception_v3", weights=None)
+    with pytest.raises(exc.InvalidInputError, match="at least 75x75.*received 40x40.*input_size"):
+        inception.transform(tiny)
+    with pytest.raises(exc.InvalidInputError, match="at least 75x75.*received 32x32.*input_size"):
+        inception.output_dim((32, 32))

