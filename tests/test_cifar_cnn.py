@@ -1,0 +1,132 @@
+"""CifarCNN presets, augmentation, standardisation, schedules and the time budget.
+
+The basics (fit/predict/save/load, errors, as an extractor) are in test_extractors.py;
+tiny networks and data keep these fast.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import make_learnable
+
+from transferkit import exceptions as exc
+from transferkit.extractors import CifarCNN
+from transferkit.extractors.cifar_cnn import PRESETS
+
+TINY_FAST = dict(preset="fast", conv_filters=(8, 16, 16), batch_size=32, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_learnable(256, seed=31), make_learnable(96, seed=32)
+
+
+@pytest.fixture(scope="module")
+def fast_model(data):
+    (x, y), _ = data
+    return CifarCNN(**TINY_FAST, epochs=4).fit(x, y)
+
+
+def test_presets_resolve_and_explicit_values_override() -> None:
+    talk = CifarCNN().resolved_params()
+    assert talk["conv_filters"] == (64, 64) and talk["kernel_size"] == 5
+    assert talk["dense_units"] == (256, 128) and talk["optimizer"] == "adam"
+    assert talk["batch_size"] == 64 and talk["augment"] == ()
+    fast = CifarCNN(preset="fast", epochs=3).resolved_params()
+    assert fast["conv_filters"] == (64, 256, 256) and fast["epochs"] == 3
+    assert fast["schedule"] == "one_cycle" and fast["tta"] and fast["label_smoothing"] == 0.2
+    assert set(PRESETS) == {"talk", "fast"}
+    assert CifarCNN(preset="fast").get_params()["epochs"] is None  # sklearn params stay as given
+
+
+def test_fast_preset_learns_with_batch_norm_augmentation_and_tta(fast_model, data) -> None:
+    _, (xt, yt) = data
+    names = [layer.name for layer in fast_model.model_.layers]
+    assert any("random_flip" in n for n in names) and any("translation" in n for n in names)
+    assert "block3b_bn" in names and "features" in names
+    assert fast_model.score(xt, yt) > 0.6  # chance: 1/3
+    assert fast_model.transform(xt).shape == (96, 16)  # global max pool of the last block
+    model = fast_model.model_
+    expected = (np.asarray(model(xt.astype("float32"), training=False))
+                + np.asarray(model(xt[:, :, ::-1].astype("float32"), training=False))) / 2
+    np.testing.assert_allclose(fast_model.predict_proba(xt), expected, atol=1e-6)
+    # augmentation is off at inference: predictions are deterministic
+    np.testing.assert_array_equal(fast_model.predict_proba(xt), fast_model.predict_proba(xt))
+
+
+def test_dataset_standardisation_is_learned_in_fit(fast_model, data) -> None:
+    (x, _), _ = data
+    mean = x.reshape(-1, 3).astype(np.float64).mean(axis=0)
+    std = x.reshape(-1, 3).astype(np.float64).std(axis=0)
+    np.testing.assert_allclose(fast_model.mean_, mean, rtol=1e-4)
+    np.testing.assert_allclose(fast_model.std_, std, rtol=1e-3)
+    assert fast_model.model_.get_layer("standardize").__class__.__name__ == "Normalization"
+
+
+def test_one_cycle_schedule_warms_up_and_decays_to_zero() -> None:
+    from transferkit.extractors.cifar_cnn import OneCycle
+
+    sched = OneCycle(peak=0.4, total_steps=100)
+    lrs = np.array([float(sched(step)) for step in range(100)])
+    assert lrs.argmax() in (19, 20) and abs(lrs.max() - 0.4) < 1e-6
+    assert lrs[0] < 0.05 and lrs[-1] < 0.01
+    assert np.all(np.diff(lrs[25:]) < 0)
+
+
+def test_fast_preset_save_load_predicts_identically(fast_model, data, tmp_path) -> None:
+    _, (xt, _) = data
+    loaded = CifarCNN.load(fast_model.save(tmp_path / "fast.keras"))
+    np.testing.assert_array_equal(loaded.predict_proba(xt), fast_model.predict_proba(xt))
+    assert loaded.fingerprint == fast_model.fingerprint and loaded.preset == "fast"
+
+
+def test_seeded_fast_fits_are_identical(data) -> None:
+    (x, y), (xt, _) = data
+    params = dict(TINY_FAST, epochs=1)
+    a = CifarCNN(**params).fit(x[:96], y[:96])
+    b = CifarCNN(**params).fit(x[:96], y[:96])
+    np.testing.assert_array_equal(a.predict_proba(xt), b.predict_proba(xt))
+
+
+def test_time_budget_chooses_epochs_to_end_within_it(data) -> None:
+    (x, y), _ = data
+    x, y = np.concatenate([x] * 4), np.concatenate([y] * 4)
+    cnn = CifarCNN(**TINY_FAST, epochs=500, max_minutes=0.25).fit(x, y)
+    assert 1 <= cnn.epochs_planned_ < 500
+    assert cnn.n_iter_ == cnn.epochs_planned_  # the whole (shortened) schedule ran
+    assert cnn.fit_seconds_ < 0.25 * 60
+    steps = -(-len(x) // 32)
+    assert cnn.schedule_steps_ == cnn.epochs_planned_ * steps
+
+
+def test_talk_augmentations_and_validation_data_with_early_stopping(data) -> None:
+    (x, y), (xt, yt) = data
+    cnn = CifarCNN(
+        conv_filters=(4,), dense_units=(8,), augment=("flip", "zoom", "brightness"), epochs=8,
+        early_stopping=True, patience=1, random_state=0,
+    ).fit(x, y, validation_data=(xt, yt))
+    assert "val_accuracy" in cnn.history_
+    names = [layer.name for layer in cnn.model_.layers]
+    assert any("zoom" in n for n in names) and any("brightness" in n for n in names)
+
+
+@pytest.mark.parametrize(
+    ("params", "fit_kwargs", "match"),
+    [
+        ({"preset": "huge"}, {}, r"`preset` must be one of \['talk', 'fast'\]"),
+        ({"augment": ("flip", "rotate")}, {}, r"`augment` must be a tuple of names"),
+        ({"optimizer": "rmsprop"}, {}, r"`optimizer` must be one of"),
+        ({"label_smoothing": 1.5}, {}, r"`label_smoothing` must be a number"),
+        ({"max_minutes": 0}, {}, r"`max_minutes` must be a positive number"),
+        ({"standardize": "zscore"}, {}, r"`standardize` must be one of"),
+        ({}, {"validation_data": "nope"}, r"`validation_data` must be a pair"),
+        ({}, {"validation_data": (np.zeros((2, 32, 32, 3), np.uint8), [7, 7])},
+         r"`validation_data\[1\]`.*unseen classes"),
+    ],
+)
+def test_bad_settings_are_named(data, params, fit_kwargs, match) -> None:
+    (x, y), _ = data
+    with pytest.raises(exc.InvalidInputError, match=match):
+        CifarCNN(conv_filters=(4,), dense_units=(4,), epochs=1, **params).fit(
+            x[:20], y[:20], **fit_kwargs)
