@@ -130,3 +130,14 @@ def test_bad_settings_are_named(data, params, fit_kwargs, match) -> None:
     with pytest.raises(exc.InvalidInputError, match=match):
         CifarCNN(conv_filters=(4,), dense_units=(4,), epochs=1, **params).fit(
             x[:20], y[:20], **fit_kwargs)
+
+
+def test_trunk_features_go_through_the_cache(fast_model, data, tmp_path) -> None:
+    from transferkit import FeatureCache
+
+    _, (xt, _) = data
+    cache = FeatureCache(tmp_path / "cnn.h5")
+    np.testing.assert_array_equal(cache.extract(fast_model, xt), fast_model.transform(xt))
+    (entry,) = cache.entries()
+    assert entry.extractor == "cifar_cnn"
+    assert entry.extractor_config["weights"]["trained_hash"] == fast_model.weights_hash_
