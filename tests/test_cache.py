@@ -165,7 +165,10 @@ def test_killed_process_leaves_a_readable_file_that_resumes(tmp_path, vgg) -> No
         assert proc.returncode == -9, proc.stderr.decode()[-2000:]
         cache = FeatureCache(path)
         (entry,) = cache.entries(include_incomplete=True)
-        assert entry.n_done == kill_at and not entry.complete
+        # Batches before `kill_at` were computed; the writer thread may not have flushed
+        # the last one or two when the process died: they are recomputed on resume.
+        assert kill_at - 16 <= entry.n_done <= kill_at and entry.n_done % 8 == 0
+        assert not entry.complete
     out = FeatureCache(path).extract(vgg, x)
     np.testing.assert_array_equal(out, vgg.transform(x))
 

@@ -28,6 +28,7 @@ _LAZY = {
     "list_extractors": "transferkit.extractors",
     "register_extractor": "transferkit.extractors",
     "FeatureCache": "transferkit.cache",
+    "ImageStream": "transferkit.cache",
     "DenseHead": "transferkit.heads",
     "SklearnHead": "transferkit.heads",
     "load_head": "transferkit.heads",
@@ -42,6 +43,7 @@ __all__ = [
     "DenseHead",
     "EfficientNetLite0Extractor",
     "FeatureCache",
+    "ImageStream",
     "KerasApplicationExtractor",
     "SklearnHead",
     "TransferkitError",
@@ -53,7 +55,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .cache import FeatureCache
+    from .cache import FeatureCache, ImageStream
     from .exceptions import TransferkitError
     from .extractors import (
         BaseExtractor,

@@ -10,6 +10,23 @@ file after every batch together with a progress counter. If it is interrupted (a
 exception, Ctrl-C, a killed process), the next call resumes from the last complete
 batch, with the same batch boundaries, so the result equals an uninterrupted run.
 
+The extraction is pipelined (see :mod:`transferkit._pipeline`): a reader thread
+prepares the next batches of images, the calling thread runs the backbone, and a
+writer thread writes the previous batch's rows, progress counter and flush, so the
+backbone never waits for the disk. A batch counts as done only once its rows and the
+progress counter are flushed, in order; a crash loses at most the batches still in
+flight (computed or queued, never half-written), and an exception in the backbone
+lets the writer finish every batch computed before it. The writer holds the
+``.sync`` lock exclusively only while it writes and flushes one batch.
+
+Images can be arrays, ``h5py`` datasets, or streams larger than memory: any object
+with ``shape``, ``dtype``, ``iter_batches(batch_size, start=0)`` and a
+``fingerprint()`` naming its content, such as :class:`ImageStream` (images produced
+by a function or a generator) or an image folder
+(:func:`transferkit.datasets.load_image_folder`). Only a few batches of them are in
+memory at once; pass ``lazy=True`` to :meth:`FeatureCache.extract` to keep the
+features on disk too.
+
 File layout (HDF5)::
 
     /                          attrs: format, format_version
@@ -40,7 +57,9 @@ import h5py
 import numpy as np
 
 from . import __version__
+from ._cost import CHUNK_BYTES, chunk_rows
 from ._hashing import hash_images, hash_json
+from ._pipeline import BackgroundWriter, ImageStream
 from ._validation import check_images, check_positive_int, describe
 from .exceptions import (
     CacheCorruptedError,
@@ -50,13 +69,18 @@ from .exceptions import (
     InvalidTypeError,
 )
 
-__all__ = ["FeatureCache", "CacheEntry", "LazyFeatures", "FORMAT_VERSION"]
+__all__ = ["FeatureCache", "CacheEntry", "ImageStream", "LazyFeatures", "FORMAT_VERSION"]
 
 FORMAT_NAME = "transferkit.FeatureCache"
 #: Layout version written into every cache file; files from a newer version are refused.
 FORMAT_VERSION = 1
-_CHUNK_BYTES = 1 << 20
+_CHUNK_BYTES = CHUNK_BYTES
 _OPEN_RETRIES = 4
+#: HDF5 chunk cache of a writer's file: a few ~1 MiB feature chunks, so a chunk that
+#: consecutive batches fill is not read back between them.
+_WRITE_CHUNK_CACHE = 4 * CHUNK_BYTES
+#: Computed batches waiting for the writer thread.
+_WRITE_QUEUE = 2
 
 
 def _now() -> str:
@@ -278,7 +302,11 @@ class FeatureCache:
         f = None
         for attempt in range(_OPEN_RETRIES):
             try:
-                f = h5py.File(self.path, mode, locking=False if mode == "r" else None)
+                f = (
+                    h5py.File(self.path, mode, locking=False)
+                    if mode == "r"
+                    else h5py.File(self.path, mode, rdcc_nbytes=_WRITE_CHUNK_CACHE)
+                )
                 break
             except PermissionError as exc:
                 raise CacheError(
@@ -370,10 +398,14 @@ class FeatureCache:
         ----------
         extractor : BaseExtractor
             Any transferkit extractor (fitted, if it learns).
-        images : array-like of shape (n, height, width, 3) or image dataset
-            A NumPy array, an ``h5py`` dataset, or a streamed image folder
-            (:func:`transferkit.datasets.load_image_folder`), whose labels and class
-            names are then stored too.
+        images : array-like of shape (n, height, width, 3) or streamed images
+            A NumPy array, an ``h5py`` dataset, or a stream: an object with
+            ``shape``, ``dtype``, ``iter_batches(batch_size, start=0)`` and
+            ``fingerprint()`` (its content's identity, used instead of hashing
+            pixels), such as an :class:`ImageStream` or an image folder
+            (:func:`transferkit.datasets.load_image_folder`); a stream's ``labels``
+            and ``class_names``, if any, are stored too. Streams are read a few
+            batches at a time, so they may be far larger than memory.
         labels : array-like of shape (n,), optional
             Stored with the entry (see :meth:`labels`); they do not change the key.
         class_names : list of str, optional
@@ -382,9 +414,12 @@ class FeatureCache:
             Images per forward pass; defaults to the extractor's. A resumed
             extraction keeps the batch size it started with.
         lazy : bool, default=False
-            Return a :class:`LazyFeatures` view instead of loading the array.
+            Return a :class:`LazyFeatures` view instead of loading the array (for
+            features larger than memory).
         verbose : int, default=0
-            1 shows a progress bar with rate and time left.
+            1 shows progress with rate and time left on stderr
+            (:class:`transferkit.progress.Progress`: a bar on a terminal, a line
+            every 10% otherwise).
 
         Returns
         -------
@@ -483,9 +518,9 @@ class FeatureCache:
     ) -> h5py.Group:
         n = int(images.shape[0])
         d = int(extractor.output_dim((int(images.shape[1]), int(images.shape[2]))))
-        bs = int(batch_size or getattr(extractor, "batch_size", 64))
+        bs = int(batch_size or getattr(extractor, "batch_size", None) or 64)
         entry = group.create_group(key)
-        rows = max(1, min(n, _CHUNK_BYTES // (4 * d)))
+        rows = chunk_rows(n, d)
         entry.create_dataset(
             "features", shape=(0, d), maxshape=(n, d), dtype=np.float32,
             chunks=(rows, d), compression=self.compression,
@@ -530,45 +565,45 @@ class FeatureCache:
         progress = entry["progress"]
         n = int(entry.attrs["n_images"])
         bs = int(entry.attrs["batch_size"])
+        d = int(features.shape[1])
         done = int(progress[()])
         if features.shape[0] != done:  # rows past the last flushed batch are not trusted
-            features.resize((done, features.shape[1]))
-        bar = None
-        if verbose:
-            from ._lazy import import_keras
+            features.resize((done, d))
+        from .progress import Progress
 
-            bar = import_keras().utils.Progbar(n, unit_name="image")
-            bar.update(done)
+        # verbose=1: a bar with rate and time left on a terminal, a line every 10% in logs
+        # (stderr; $TRANSFERKIT_PROGRESS=bar|lines|off overrides).
+        bar = Progress(n, desc="extracting", unit="image", initial=done,
+                       mode="auto" if verbose else "off")
         spent = float(entry.attrs.get("extract_seconds", 0.0))
         t0 = time.perf_counter()
-        batches = extractor.iter_features(images, start=done, batch_size=bs)
-        while True:
-            sync = self._sync
-            if sync is not None:  # let readers in while the backbone computes
-                sync.release()
-            try:
-                offset, feats = next(batches, (None, None))
-            finally:
-                if sync is not None:
-                    sync.acquire()
-            if feats is None:
-                break
+        sync = self._sync
+
+        def write(item: tuple[int, np.ndarray]) -> None:
+            # On the writer thread: one batch's rows, then the counter, then a flush,
+            # all under the exclusive .sync lock, so readers see whole batches only.
+            offset, feats = item
             end = offset + len(feats)
-            if feats.shape[1] != features.shape[1]:
-                raise CacheError(
-                    f"The extractor produced {feats.shape[1]} features per image but entry "
-                    f"{entry.name} holds {features.shape[1]}; delete the entry."
-                )
+            if sync is not None:
+                sync.acquire()
             try:
-                features.resize((end, features.shape[1]))
+                features.resize((end, d))
                 features[offset:end] = feats
                 progress[()] = end
                 entry.attrs["extract_seconds"] = spent + time.perf_counter() - t0
                 f.flush()
-            except OSError as exc:
-                raise self._write_failed(exc, offset, n) from exc
-            if bar is not None:
-                bar.update(end)
+            finally:
+                if sync is not None:
+                    sync.release()
+
+        if sync is not None:  # readers come in whenever no batch is being written
+            sync.release()
+        try:
+            with bar:  # ends the display: "done, ..." or "interrupted at k/n images"
+                self._pipelined_fill(extractor, images, done, bs, d, entry.name, n, write, bar)
+        finally:
+            if sync is not None:
+                sync.acquire()
         if int(progress[()]) != n:
             raise CacheError(
                 f"Extraction stopped after {int(progress[()])} of {n} images; call again to "
@@ -577,6 +612,41 @@ class FeatureCache:
         entry.attrs["completed"] = _now()
         entry.attrs["complete"] = True
         f.flush()
+
+    def _pipelined_fill(
+        self, extractor: Any, images: Any, done: int, bs: int, d: int, name: str, n: int,
+        write: Any, bar: Any,
+    ) -> None:
+        """Backbone on this thread, HDF5 writes on a writer thread, batch ``k`` behind.
+
+        Every batch computed before an exception (or the end) is written before this
+        returns; a write error stops the extraction and is raised as a CacheError
+        naming the last complete batch.
+        """
+        writer = BackgroundWriter(write, maxsize=_WRITE_QUEUE, name="transferkit-cache-writer")
+        batches = extractor.iter_features(images, start=done, batch_size=bs)
+        try:
+            try:
+                for offset, feats in batches:
+                    if feats.shape[1] != d:
+                        raise CacheError(
+                            f"The extractor produced {feats.shape[1]} features per image but "
+                            f"entry {name} holds {d}; delete the entry."
+                        )
+                    writer.put((offset, feats))
+                    bar.update_to(offset + len(feats))
+            finally:
+                close = getattr(batches, "close", None)
+                if callable(close):
+                    close()  # stop the extractor's reader thread
+                writer.close()  # write what was computed; raises the writer's error
+        except BaseException as exc:
+            if writer.failed and isinstance(writer.error, OSError):
+                failed_at = int(writer.failed_item[0])
+                raise self._write_failed(writer.error, failed_at, n) from writer.error
+            if writer.failed and exc is not writer.error:
+                raise writer.error from exc  # type: ignore[misc]
+            raise
 
     def _write_failed(self, exc: OSError, done: int, n: int) -> CacheError:
         full = getattr(exc, "errno", None) == errno.ENOSPC or "No space" in str(exc)

@@ -8,6 +8,7 @@ All extractors share :class:`BaseExtractor`'s contract and are registered by nam
  'inception_v3', 'mobilenet_v2', 'resnet50', 'vgg16', 'xception']
 """
 
+from .._cost import CostEstimate
 from ._base import BaseExtractor, iter_image_batches
 from ._registry import create_extractor, get_extractor_class, list_extractors, register_extractor
 from .cifar_cnn import CifarCNN
@@ -28,6 +29,7 @@ __all__ = [
     "BaseExtractor",
     "CifarCNN",
     "ConvNeXtTinyExtractor",
+    "CostEstimate",
     "DenseNet121Extractor",
     "EfficientNetB0Extractor",
     "EfficientNetLite0Extractor",

@@ -7,6 +7,7 @@ everything that changes its features. The feature cache keys entries by it.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
@@ -14,11 +15,17 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from .. import FEATURE_VERSION
+from .._cost import CostEstimate, count_macs, feature_cache_bytes
 from .._hashing import hash_json
 from .._lazy import import_tf
-from .._validation import check_image_batch_values, check_images, check_positive_int
+from .._pipeline import prefetch
+from .._validation import check_image_batch_values, check_images, check_positive_int, describe
+from ..exceptions import InvalidInputError, InvalidTypeError
 
-__all__ = ["BaseExtractor", "iter_image_batches"]
+__all__ = ["BaseExtractor", "CostEstimate", "PREFETCH_DEPTH", "iter_image_batches"]
+
+#: Prepared input batches waiting for the backbone (besides the one being read).
+PREFETCH_DEPTH = 1
 
 
 def iter_image_batches(
@@ -28,19 +35,90 @@ def iter_image_batches(
 
     Works on NumPy arrays, lazy arrays such as ``h5py`` datasets, and objects that
     stream their own batches through ``iter_batches(batch_size, start=...)`` (such
-    as :class:`transferkit.datasets.ImageFolderDataset`). Only one batch is in memory
-    at a time.
+    as :class:`transferkit.datasets.ImageFolderDataset` or
+    :class:`transferkit.cache.ImageStream`). Only one batch is in memory at a time.
+    Streamed batches are checked: each must hold ``batch_size`` images (the last one
+    the rest) of the declared image shape, so batch boundaries, and with them resumed
+    extractions, stay exact.
     """
     own = getattr(images, "iter_batches", None)
     if callable(own):
+        n = int(images.shape[0])
+        item = tuple(int(s) for s in images.shape[1:])
         offset = start
         for batch in own(batch_size, start=start):
-            yield offset, np.asarray(batch)
+            batch = np.asarray(batch)
+            want = min(batch_size, n - offset)
+            if batch.shape != (want, *item):
+                raise InvalidInputError(
+                    f"`images.iter_batches` yielded a batch of shape {batch.shape} at image "
+                    f"{offset}; expected {(want, *item)} (batch_size={batch_size}, "
+                    f"n={n})."
+                )
+            yield offset, batch
             offset += len(batch)
+        if offset != n:
+            raise InvalidInputError(
+                f"`images.iter_batches` stopped after {offset} of {n} images; a streamed "
+                "collection must yield every image its `shape` declares."
+            )
         return
     n = len(images)
     for i in range(start, n, batch_size):
         yield i, np.asarray(images[i : i + batch_size])
+
+
+def _prepared_batches(
+    images: Any, batch_size: int, start: int
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Batches read, checked and cast for the backbone (runs on the reader thread)."""
+    for offset, batch in iter_image_batches(images, batch_size, start=start):
+        check_image_batch_values(batch, name="images", offset=offset)
+        if batch.dtype != np.uint8 and batch.dtype != np.float32:
+            batch = batch.astype(np.float32)  # a copy: the caller's array is untouched
+        yield offset, np.ascontiguousarray(batch)
+
+
+class _CompiledForward:
+    """A forward function compiled with ``tf.function``, one trace per input kind.
+
+    Each (input dtype, height, width) gets a fixed input signature with an unknown
+    batch dimension, ``(None, height, width, 3)``: every batch of an extraction,
+    the last partial one included, reuses one trace. uint8 batches stay uint8 up to
+    the graph (a quarter of float32's bytes); other dtypes are cast to float32.
+    """
+
+    def __init__(self, raw: Any) -> None:
+        self.python_function = raw
+        self._traced: dict[tuple[str, int, int], Any] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, x: Any) -> Any:
+        tf = import_tf()
+        if tf.is_tensor(x):
+            if x.dtype not in (tf.uint8, tf.float32):
+                x = tf.cast(x, tf.float32)
+            kind = "uint8" if x.dtype == tf.uint8 else "float32"
+        else:
+            x = np.asarray(x)
+            if x.dtype != np.uint8 and x.dtype != np.float32:
+                x = x.astype(np.float32)
+            kind = "uint8" if x.dtype == np.uint8 else "float32"
+        key = (kind, int(x.shape[1]), int(x.shape[2]))
+        fn = self._traced.get(key)
+        if fn is None:
+            with self._lock:
+                fn = self._traced.get(key)
+                if fn is None:
+                    spec = tf.TensorSpec((None, key[1], key[2], 3), getattr(tf, kind))
+                    fn = tf.function(self.python_function, input_signature=[spec])
+                    self._traced[key] = fn
+        return fn(x)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "python_function":  # pragma: no cover - only before __init__ ran
+            raise AttributeError(name)
+        return getattr(self.python_function, name)
 
 
 class BaseExtractor(TransformerMixin, BaseEstimator):
@@ -133,7 +211,7 @@ class BaseExtractor(TransformerMixin, BaseEstimator):
             resizes to a fixed ``input_size``.
         """
         size = self._check_image_size(tuple(image_size))
-        probe = np.zeros((1, *size, 3), dtype=np.float32)
+        probe = np.zeros((1, *size, 3), dtype=np.uint8)  # the trace uint8 images reuse
         return int(self._forward(size)(probe).shape[-1])
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
@@ -171,19 +249,131 @@ class BaseExtractor(TransformerMixin, BaseEstimator):
     ) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(offset, features)`` batch by batch, from image ``start`` on.
 
-        This is the streaming path the feature cache uses: only one batch of
-        images and features is in memory at a time.
+        This is the streaming path the feature cache uses. It is pipelined: a reader
+        thread reads (or decodes, or generates) the next batches, checks their
+        values and casts them while the backbone computes the current one, at most
+        :data:`PREFETCH_DEPTH` + 1 batches ahead, so memory stays flat for any
+        number of images. Batch boundaries are ``start, start + batch_size, ...``
+        whatever the timing, so results do not depend on it.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, height, width, 3) or streamed images
+            An array, an ``h5py`` dataset, or an object with ``iter_batches``,
+            ``shape`` and ``dtype`` (see :class:`transferkit.cache.ImageStream`).
+        start : int, default=0
+            First image.
+        batch_size : int, optional
+            Images per forward pass; default: the extractor's ``batch_size``.
+
+        Yields
+        ------
+        offset : int
+            Index of the batch's first image.
+        features : ndarray of shape (b, d), float32
         """
         self._check_fitted()
         images = self._check_input(X)
         bs = check_positive_int("batch_size", batch_size or self.batch_size)
         size = self._check_image_size((int(images.shape[1]), int(images.shape[2])))
         forward = self._forward(size)
-        for offset, batch in iter_image_batches(images, bs, start=start):
-            check_image_batch_values(batch, name="images", offset=offset)
-            if batch.dtype != np.uint8 and batch.dtype != np.float32:
-                batch = batch.astype(np.float32)  # a copy: the caller's array is untouched
-            yield offset, np.asarray(forward(batch), dtype=np.float32)
+        batches = prefetch(_prepared_batches(images, bs, start), depth=PREFETCH_DEPTH)
+        try:
+            for offset, batch in batches:
+                yield offset, np.asarray(forward(batch), dtype=np.float32)
+        finally:
+            batches.close()  # stops the reader thread when the caller stops early
+
+    def estimate(
+        self, n_images: int = 1, image_size: tuple[int, int] = (32, 32), *, labels: bool = False
+    ) -> CostEstimate:
+        """What extracting ``n_images`` images of ``image_size`` will cost, before running.
+
+        Counts the multiply-accumulates (MACs) of every convolution and dense layer
+        of the backbone at the size it computes at (after resizing to
+        ``input_size``, if set); FLOPs are twice that. Upsampling CIFAR-10's 32x32 to
+        224x224, for instance, costs 49x the compute (``resize_factor``). Building
+        the architecture for counting needs no weights (nothing is downloaded).
+
+        Parameters
+        ----------
+        n_images : int, default=1
+            Number of images to extract.
+        image_size : (int, int), default=(32, 32)
+            Height and width of the images.
+        labels : bool, default=False
+            Count one stored int64 label per image in ``cache_bytes``.
+
+        Returns
+        -------
+        CostEstimate
+            FLOPs per image and in total, feature width, expected cache size on disk,
+            largest activation per image; ``print(estimate)`` summarises it.
+            ``flops_per_image`` is ``None`` for extractors without a Keras model.
+
+        Examples
+        --------
+        >>> vgg = VGG16Extractor(weights=None, input_size=224)  # doctest: +SKIP
+        >>> print(vgg.estimate(50_000, image_size=(32, 32)))     # doctest: +SKIP
+        """
+        self._validate_params()
+        n = int(check_positive_int("n_images", n_images))  # type: ignore[arg-type]
+        size = _check_size_arg(image_size)
+        minimum = self._min_size_for_input()
+        if minimum is not None and min(size) < minimum:
+            raise InvalidInputError(
+                f"`image_size` must be at least {minimum}x{minimum} for this backbone; "
+                f"received {size[0]}x{size[1]}. Set `input_size` to resize inside the model."
+            )
+        size = self._check_image_size(size)
+        model = self._cost_model(size)
+        dtype = str(getattr(self, "dtype", "float32"))
+        itemsize = 2 if "bfloat16" in dtype or "float16" in dtype else 4
+        if model is not None:
+            macs, largest = count_macs(model)
+            d = int(model.output.shape[-1])
+            model_size = (int(model.input.shape[1]), int(model.input.shape[2]))
+            flops: int | None = 2 * macs
+            activation: int | None = largest * itemsize
+        else:
+            macs = flops = activation = None  # type: ignore[assignment]
+            d = int(self.output_dim(size))
+            model_size = size
+        native = None
+        if (
+            model is not None
+            and model_size != size
+            and getattr(self, "input_size", None)
+            and min(size) >= int(self.min_input_size)
+        ):
+            from sklearn.base import clone
+
+            from ..exceptions import TransferkitError
+
+            other = clone(self).set_params(input_size=None)
+            try:
+                other._validate_params()  # e.g. VGG-16's fc layers exist at 224 only
+                unresized = other._cost_model(size)
+            except TransferkitError:
+                unresized = None
+            if unresized is not None:
+                native = 2 * count_macs(unresized)[0]
+        return CostEstimate(
+            extractor=self.registry_name or type(self).__name__,
+            n_images=n,
+            image_size=size,
+            model_input_size=model_size,
+            macs_per_image=macs,
+            flops_per_image=flops,
+            total_flops=None if flops is None else n * flops,
+            feature_dim=d,
+            feature_bytes=n * d * 4,
+            cache_bytes=feature_cache_bytes(n, d, labels=labels),
+            activation_bytes_per_image=activation,
+            batch_size=int(getattr(self, "batch_size", 0) or 0),
+            dtype=dtype,
+            native_flops_per_image=native,
+        )
 
     # ------------------------------------------------------------------ helpers
     def _check_fitted(self) -> None:
@@ -210,13 +400,25 @@ class BaseExtractor(TransformerMixin, BaseEstimator):
     def _check_image_size(self, size: tuple[int, int]) -> tuple[int, int]:
         return (int(size[0]), int(size[1]))
 
+    def _cost_model(self, image_size: tuple[int, int]) -> Any:
+        """The Keras model whose layers :meth:`estimate` counts, or ``None``.
+
+        The default uses the model the forward function exposes as ``.model`` (so
+        it may load weights); the built-in backbones override it to build the
+        architecture alone.
+        """
+        if not self.compiled:
+            return None
+        fn = self._forward(image_size)
+        return getattr(getattr(fn, "python_function", fn), "model", None)
+
     def _forward(self, image_size: tuple[int, int]) -> Any:
         key = (self.fingerprint, self._model_key(image_size))
         cache = self.__dict__.setdefault("_forward_cache", {})
         fn = cache.get(key)
         if fn is None:
             raw = self._build_forward(image_size)
-            fn = import_tf().function(raw, reduce_retracing=True) if self.compiled else raw
+            fn = _CompiledForward(raw) if self.compiled else raw
             cache.clear()  # parameters changed: drop models built for the old ones
             cache[key] = fn
         return fn
@@ -226,3 +428,21 @@ class BaseExtractor(TransformerMixin, BaseEstimator):
         state = dict(state)
         state.pop("_forward_cache", None)  # compiled TensorFlow functions do not pickle
         return state
+
+
+def _check_size_arg(image_size: Any) -> tuple[int, int]:
+    ok = (
+        isinstance(image_size, tuple | list)
+        and len(image_size) == 2
+        and all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in image_size)
+    )
+    if not ok:
+        raise InvalidTypeError(
+            f"`image_size` must be a (height, width) pair of integers; received "
+            f"{describe(image_size)}."
+        )
+    if min(image_size) < 1:
+        raise InvalidInputError(
+            f"`image_size` must hold positive integers; received {tuple(image_size)}."
+        )
+    return (int(image_size[0]), int(image_size[1]))

@@ -533,6 +533,7 @@ class CifarCNN(ClassifierMixin, BaseExtractor):
         def forward(x: Any) -> Any:
             return trunk(keras.ops.cast(x, "float32"), training=False)
 
+        forward.model = trunk  # type: ignore[attr-defined]  (read by estimate())
         return forward
 
     def predict_proba(self, X: Any) -> np.ndarray:

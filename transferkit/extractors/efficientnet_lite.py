@@ -51,10 +51,12 @@ import numpy as np
 
 from .._hashing import hash_file
 from .._lazy import import_keras, import_tf
+from .._pipeline import COMPUTE_DTYPES, keras_dtype_policy
 from .._validation import check_choice, check_positive_int, describe
 from ..exceptions import InvalidInputError, InvalidTypeError, WeightsNotFoundError
 from ._base import BaseExtractor
 from ._registry import register_extractor
+from .vgg16 import _warn_if_emulated_bf16
 
 __all__ = [
     "EfficientNetLite0Extractor",
@@ -774,8 +776,14 @@ class EfficientNetLite0Extractor(BaseExtractor):
         Images per forward pass.
     seed : int, default=0
         Seed of the random weights when ``weights=None``.
-    dtype : {"float32"}, default="float32"
-        Compute dtype.
+    dtype : {"float32", "bfloat16", "mixed_bfloat16"}, default="float32"
+        Compute dtype (see :class:`~transferkit.VGG16Extractor`); features are
+        float32 in every case. ``"mixed_bfloat16"`` keeps batch normalisation's
+        statistics in float32. Unlike VGG-16's dense convolutions, this network's
+        depthwise convolutions and batch norms gain nothing from bfloat16 on CPU
+        (TensorFlow 2.21 measured it slower than float32), and its features move by
+        about 6% (relative); the accuracy of a linear head on them stayed within
+        sampling noise (``benchmarks/extract.py``).
 
     Examples
     --------
@@ -813,7 +821,7 @@ class EfficientNetLite0Extractor(BaseExtractor):
         check_choice("layer", self.layer, LAYERS)
         check_choice("pooling", self.pooling, POOLINGS)
         check_choice("resize_method", self.resize_method, RESIZE_METHODS)
-        check_choice("dtype", self.dtype, ("float32",))
+        check_choice("dtype", self.dtype, COMPUTE_DTYPES)
         check_positive_int("input_size", self.input_size, allow_none=True)
         if self.input_size is not None and self.input_size < self.min_input_size:
             raise InvalidInputError(
@@ -872,15 +880,15 @@ class EfficientNetLite0Extractor(BaseExtractor):
         return os.fspath(self.weights)
 
     # ---------------------------------------------------------------- the model
-    def _build_forward(self, image_size: tuple[int, int]) -> Any:
+    def _build_trunk(self, size: tuple[int, int], *, weights: bool = True) -> Any:
+        """The feature model; ``weights=False`` builds the float32 architecture alone."""
         keras = import_keras()
-        tf = import_tf()
-        size = (self.input_size, self.input_size) if self.input_size else image_size
-        path = None if self.weights is None else self._keras_weights_file()
-        base = build_efficientnet_lite0((*size, 3))
-        if path is None:
+        path = None if self.weights is None or not weights else self._keras_weights_file()
+        with keras_dtype_policy(self.dtype if weights else "float32"):
+            base = build_efficientnet_lite0((*size, 3))
+        if weights and path is None:
             _seeded_init(base, int(self.seed))
-        else:
+        elif path is not None:
             try:
                 base.load_weights(path)
             except Exception as exc:
@@ -890,21 +898,31 @@ class EfficientNetLite0Extractor(BaseExtractor):
         base.trainable = False
         out = base.get_layer(_LAYER_NAMES[self.layer]).output
         if not self._include_top:
-            pool = {
-                "avg": keras.layers.GlobalAveragePooling2D(),
-                "max": keras.layers.GlobalMaxPooling2D(),
-                "flatten": keras.layers.Flatten(),
+            pool = {  # float32 layers: bfloat16 maps are pooled in float32
+                "avg": keras.layers.GlobalAveragePooling2D(dtype="float32"),
+                "max": keras.layers.GlobalMaxPooling2D(dtype="float32"),
+                "flatten": keras.layers.Flatten(dtype="float32"),
             }[self.pooling]
             out = pool(out)
-        trunk = keras.Model(base.input, out, name=f"efficientnet_lite0_{self.layer}")
+        return keras.Model(base.input, out, name=f"efficientnet_lite0_{self.layer}")
+
+    def _cost_model(self, image_size: tuple[int, int]) -> Any:
+        size = (self.input_size, self.input_size) if self.input_size else image_size
+        return self._build_trunk(size, weights=False)
+
+    def _build_forward(self, image_size: tuple[int, int]) -> Any:
+        tf = import_tf()
+        size = (self.input_size, self.input_size) if self.input_size else image_size
+        _warn_if_emulated_bf16(self.dtype)
+        trunk = self._build_trunk(size)
         resize = self.input_size is not None
         method = self.resize_method
 
-        # Traced once: the outer function (cast, resize) is retraced per input dtype and
-        # shape, but this graph of the backbone is reused by every trace.
+        # Traced once: the outer function (cast, resize) is traced per input dtype and
+        # size, but this graph of the backbone is reused by every trace.
         @tf.function(input_signature=[tf.TensorSpec((None, *size, 3), tf.float32)])
         def backbone(x: Any) -> Any:
-            return trunk((x - _MEAN_RGB) / _STD_RGB, training=False)
+            return tf.cast(trunk((x - _MEAN_RGB) / _STD_RGB, training=False), tf.float32)
 
         def forward(x: Any) -> Any:
             x = tf.cast(x, tf.float32)

@@ -23,11 +23,12 @@ import numpy as np
 
 from .._hashing import hash_file
 from .._lazy import import_keras, import_tf
+from .._pipeline import COMPUTE_DTYPES, keras_dtype_policy
 from .._validation import check_choice, check_positive_int, describe
 from ..exceptions import InvalidInputError, InvalidTypeError, WeightsNotFoundError
 from ._base import BaseExtractor
 from ._registry import register_extractor
-from .vgg16 import keras_weights_path
+from .vgg16 import _warn_if_emulated_bf16, keras_weights_path
 
 __all__ = [
     "ARCHITECTURES",
@@ -304,8 +305,9 @@ class KerasApplicationExtractor(BaseExtractor):
         Images per forward pass.
     seed : int, default=0
         Seed of the random weights when ``weights=None``.
-    dtype : {"float32"}, default="float32"
-        Compute dtype.
+    dtype : {"float32", "bfloat16", "mixed_bfloat16"}, default="float32"
+        Compute dtype (see :class:`~transferkit.VGG16Extractor`); features are
+        float32 in every case.
 
     Notes
     -----
@@ -361,7 +363,7 @@ class KerasApplicationExtractor(BaseExtractor):
             )
         check_choice("pooling", self.pooling, POOLINGS)
         check_choice("resize_method", self.resize_method, RESIZE_METHODS)
-        check_choice("dtype", self.dtype, ("float32",))
+        check_choice("dtype", self.dtype, COMPUTE_DTYPES)
         check_positive_int("input_size", self.input_size, allow_none=True)
         minimum = self._arch.min_size
         if self.input_size is not None and self.input_size < minimum:
@@ -444,11 +446,14 @@ class KerasApplicationExtractor(BaseExtractor):
         return None if self.input_size else image_size
 
     # ---------------------------------------------------------------- the model
-    def _build_base(self, size: tuple[int, int]) -> Any:
+    def _build_base(self, size: tuple[int, int], dtype: str = "float32") -> Any:
         keras = import_keras()
         arch = self._arch
         constructor = getattr(keras.applications, arch.constructor)
-        return constructor(include_top=self._include_top, weights=None, input_shape=(*size, 3))
+        with keras_dtype_policy(dtype):
+            return constructor(
+                include_top=self._include_top, weights=None, input_shape=(*size, 3)
+            )
 
     def layer_names(self, image_size: tuple[int, int] | None = None) -> list[str]:
         """Names accepted by ``layer`` (besides None and "predictions"), in model order.
@@ -466,23 +471,22 @@ class KerasApplicationExtractor(BaseExtractor):
         )
         return [lay.name for lay in base.layers[1:]]
 
-    def _build_forward(self, image_size: tuple[int, int]) -> Any:
+    def _build_trunk(self, size: tuple[int, int], *, weights: bool = True) -> Any:
+        """The feature model; ``weights=False`` builds the float32 architecture alone."""
         keras = import_keras()
-        tf = import_tf()
         arch = self._arch
-        size = (self.input_size, self.input_size) if self.input_size else image_size
         imagenet = self.weights == "imagenet"
         path = None
-        if self.weights is not None:  # find the file first: fail fast, before building
+        if weights and self.weights is not None:  # find the file first: fail fast
             path = (
                 _resolve_imagenet_weights(arch, self._include_top, size)
                 if imagenet
                 else os.fspath(self.weights)
             )
-        base = self._build_base(size)
-        if path is None:
+        base = self._build_base(size, self.dtype if weights else "float32")
+        if weights and path is None:
             _seeded_init(base, int(self.seed))
-        else:
+        elif path is not None:
             try:
                 base.load_weights(path)
             except Exception as exc:
@@ -505,24 +509,34 @@ class KerasApplicationExtractor(BaseExtractor):
                     f"such as {names[-3:]} (see `layer_names()`); received {self.layer!r}."
                 ) from None
         if len(out.shape) == 4 and not self._include_top:
-            pool = {
-                "avg": keras.layers.GlobalAveragePooling2D(),
-                "max": keras.layers.GlobalMaxPooling2D(),
-                "flatten": keras.layers.Flatten(),
+            pool = {  # float32 layers: bfloat16 maps are pooled in float32
+                "avg": keras.layers.GlobalAveragePooling2D(dtype="float32"),
+                "max": keras.layers.GlobalMaxPooling2D(dtype="float32"),
+                "flatten": keras.layers.Flatten(dtype="float32"),
             }[self.pooling]
             out = pool(out)
         elif len(out.shape) > 2:
-            out = keras.layers.Flatten()(out)
-        trunk = keras.Model(base.input, out, name=f"{arch.constructor.lower()}_features")
+            out = keras.layers.Flatten(dtype="float32")(out)
+        return keras.Model(base.input, out, name=f"{arch.constructor.lower()}_features")
+
+    def _cost_model(self, image_size: tuple[int, int]) -> Any:
+        size = (self.input_size, self.input_size) if self.input_size else image_size
+        return self._build_trunk(size, weights=False)
+
+    def _build_forward(self, image_size: tuple[int, int]) -> Any:
+        tf = import_tf()
+        size = (self.input_size, self.input_size) if self.input_size else image_size
+        _warn_if_emulated_bf16(self.dtype)
+        trunk = self._build_trunk(size)
         resize = self.input_size is not None
         method = self.resize_method
-        family = arch.family
+        family = self._arch.family
 
-        # Traced once: the outer function (cast, resize) is retraced per input dtype and
-        # shape, but this graph of the backbone is reused by every trace.
+        # Traced once: the outer function (cast, resize) is traced per input dtype and
+        # size, but this graph of the backbone is reused by every trace.
         @tf.function(input_signature=[tf.TensorSpec((None, *size, 3), tf.float32)])
         def backbone(x: Any) -> Any:
-            return trunk(preprocess_family(x, family), training=False)
+            return tf.cast(trunk(preprocess_family(x, family), training=False), tf.float32)
 
         def forward(x: Any) -> Any:
             x = tf.cast(x, tf.float32)

@@ -10,6 +10,7 @@ import numpy as np
 
 from .._hashing import hash_file
 from .._lazy import import_keras, import_tf
+from .._pipeline import COMPUTE_DTYPES, cpu_supports_bf16, keras_dtype_policy
 from .._validation import check_choice, check_positive_int, describe
 from ..exceptions import InvalidInputError, InvalidTypeError, WeightsNotFoundError
 from ._base import BaseExtractor
@@ -145,8 +146,12 @@ class VGG16Extractor(BaseExtractor):
         Images per forward pass.
     seed : int, default=0
         Seed of the random weights when ``weights=None``.
-    dtype : {"float32"}, default="float32"
-        Compute dtype.
+    dtype : {"float32", "bfloat16", "mixed_bfloat16"}, default="float32"
+        Compute dtype. ``"bfloat16"`` computes with bfloat16 weights and activations,
+        ``"mixed_bfloat16"`` with float32 weights cast to bfloat16 (Keras' mixed
+        precision); both are much faster on CPUs with AVX-512 BF16 or AMX and change
+        features by about 1% (relative). Features are float32 in every case, and the
+        dtype is part of the fingerprint.
 
     Examples
     --------
@@ -185,7 +190,7 @@ class VGG16Extractor(BaseExtractor):
         check_choice("layer", self.layer, LAYERS)
         check_choice("pooling", self.pooling, POOLINGS)
         check_choice("resize_method", self.resize_method, RESIZE_METHODS)
-        check_choice("dtype", self.dtype, ("float32",))
+        check_choice("dtype", self.dtype, COMPUTE_DTYPES)
         check_positive_int("input_size", self.input_size, allow_none=True)
         if self.input_size is not None and self.input_size < self.min_input_size:
             raise InvalidInputError(
@@ -239,16 +244,19 @@ class VGG16Extractor(BaseExtractor):
         return None if self.input_size else image_size
 
     # ---------------------------------------------------------------- the model
-    def _build_forward(self, image_size: tuple[int, int]) -> Any:
+    def _build_trunk(self, size: tuple[int, int], *, weights: bool = True) -> tuple[Any, Any]:
+        """``(trunk, base)``: the feature model and the full VGG-16 it is cut from.
+
+        ``weights=False`` builds the float32 architecture alone (for counting).
+        """
         keras = import_keras()
-        tf = import_tf()
-        size = (self.input_size, self.input_size) if self.input_size else image_size
-        base = keras.applications.VGG16(
-            include_top=self._include_top, weights=None, input_shape=(*size, 3)
-        )
-        if self.weights is None:
+        with keras_dtype_policy(self.dtype if weights else "float32"):
+            base = keras.applications.VGG16(
+                include_top=self._include_top, weights=None, input_shape=(*size, 3)
+            )
+        if weights and self.weights is None:
             _seeded_init(base, int(self.seed))
-        else:
+        elif weights:
             path = (
                 _resolve_imagenet_weights(self._include_top)
                 if self.weights == "imagenet"
@@ -258,13 +266,23 @@ class VGG16Extractor(BaseExtractor):
         base.trainable = False
         out = base.get_layer(self.layer).output
         if not self._include_top:
-            pool = {
-                "avg": keras.layers.GlobalAveragePooling2D(),
-                "max": keras.layers.GlobalMaxPooling2D(),
-                "flatten": keras.layers.Flatten(),
+            pool = {  # float32 layers: bfloat16 maps are pooled in float32
+                "avg": keras.layers.GlobalAveragePooling2D(dtype="float32"),
+                "max": keras.layers.GlobalMaxPooling2D(dtype="float32"),
+                "flatten": keras.layers.Flatten(dtype="float32"),
             }[self.pooling]
             out = pool(out)
-        trunk = keras.Model(base.input, out, name=f"vgg16_{self.layer}")
+        return keras.Model(base.input, out, name=f"vgg16_{self.layer}"), base
+
+    def _cost_model(self, image_size: tuple[int, int]) -> Any:
+        size = (self.input_size, self.input_size) if self.input_size else image_size
+        return self._build_trunk(size, weights=False)[0]
+
+    def _build_forward(self, image_size: tuple[int, int]) -> Any:
+        tf = import_tf()
+        size = (self.input_size, self.input_size) if self.input_size else image_size
+        _warn_if_emulated_bf16(self.dtype)
+        trunk, base = self._build_trunk(size)
         mean = tf.constant(_CAFFE_MEAN_BGR, dtype=tf.float32)
         resize = self.input_size is not None
         method = self.resize_method
@@ -274,7 +292,7 @@ class VGG16Extractor(BaseExtractor):
             if resize:
                 x = tf.image.resize(x, size, method=method)
             x = x[..., ::-1] - mean  # RGB -> BGR, zero-centred per channel (Keras "caffe")
-            return trunk(x, training=False)
+            return tf.cast(trunk(x, training=False), tf.float32)
 
         forward.model = trunk  # type: ignore[attr-defined]
         forward.base = base  # type: ignore[attr-defined]
@@ -287,3 +305,16 @@ class VGG16Extractor(BaseExtractor):
         """
         x = np.asarray(images, dtype=np.float32)[..., ::-1]
         return x - np.asarray(_CAFFE_MEAN_BGR, dtype=np.float32)
+
+
+def _warn_if_emulated_bf16(dtype: str) -> None:
+    """Warn when bfloat16 is asked for on a CPU that only emulates it (slow)."""
+    if dtype != "float32" and not cpu_supports_bf16():
+        import warnings
+
+        warnings.warn(
+            f"`dtype={dtype!r}`: this CPU has no native bfloat16 (AVX-512 BF16 or AMX), so "
+            "TensorFlow emulates it, usually slower than float32. Use dtype='float32' here.",
+            UserWarning,
+            stacklevel=3,
+        )
