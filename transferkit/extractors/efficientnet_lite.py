@@ -51,10 +51,10 @@ import numpy as np
 
 from .._hashing import hash_file
 from .._lazy import import_keras, import_tf
-from .._pipeline import COMPUTE_DTYPES, keras_dtype_policy
-from .._validation import check_choice, check_positive_int, describe
-from ..exceptions import InvalidInputError, InvalidTypeError, WeightsNotFoundError
-from ._base import BaseExtractor
+from .._pipeline import keras_dtype_policy
+from .._validation import check_choice
+from ..exceptions import InvalidInputError, WeightsNotFoundError
+from ._base import BaseExtractor, validate_backbone_params
 from ._registry import register_extractor
 from .vgg16 import _warn_if_emulated_bf16
 
@@ -100,8 +100,6 @@ _CONVERTED_NAME = "efficientnet_lite0.weights.h5"
 #: Bump when the conversion changes, so cached Keras weights are rebuilt.
 _CONVERTER_VERSION = 1
 
-POOLINGS = ("avg", "max", "flatten")
-RESIZE_METHODS = ("bilinear", "nearest", "bicubic", "area", "lanczos3", "gaussian")
 
 
 def _stage_output_layers() -> dict[str, str]:
@@ -819,30 +817,7 @@ class EfficientNetLite0Extractor(BaseExtractor):
     def _validate_params(self) -> None:
         super()._validate_params()
         check_choice("layer", self.layer, LAYERS)
-        check_choice("pooling", self.pooling, POOLINGS)
-        check_choice("resize_method", self.resize_method, RESIZE_METHODS)
-        check_choice("dtype", self.dtype, COMPUTE_DTYPES)
-        check_positive_int("input_size", self.input_size, allow_none=True)
-        if self.input_size is not None and self.input_size < self.min_input_size:
-            raise InvalidInputError(
-                f"`input_size` must be at least {self.min_input_size} for EfficientNet-Lite0; "
-                f"received {self.input_size}."
-            )
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int | np.integer):
-            raise InvalidTypeError(f"`seed` must be an integer; received {describe(self.seed)}.")
-        w = self.weights
-        if w is None or w == "imagenet":
-            return
-        if not isinstance(w, str | os.PathLike):
-            raise InvalidTypeError(
-                "`weights` must be 'imagenet', None or a path to a weights file; "
-                f"received {describe(w)}."
-            )
-        if not Path(w).is_file():
-            raise WeightsNotFoundError(
-                f"`weights` must be 'imagenet', None or the path of an existing weights file; "
-                f"received {str(w)!r}, which does not exist."
-            )
+        validate_backbone_params(self, backbone="EfficientNet-Lite0", min_size=self.min_input_size)
 
     @property
     def _include_top(self) -> bool:

@@ -16,17 +16,16 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .._hashing import hash_file
 from .._lazy import import_keras, import_tf
-from .._pipeline import COMPUTE_DTYPES, keras_dtype_policy
-from .._validation import check_choice, check_positive_int, describe
+from .._pipeline import keras_dtype_policy
+from .._validation import check_choice, describe
 from ..exceptions import InvalidInputError, InvalidTypeError, WeightsNotFoundError
-from ._base import BaseExtractor
+from ._base import BaseExtractor, validate_backbone_params
 from ._registry import register_extractor
 from .vgg16 import _warn_if_emulated_bf16, keras_weights_path
 
@@ -44,8 +43,6 @@ __all__ = [
     "preprocess_family",
 ]
 
-POOLINGS = ("avg", "max", "flatten")
-RESIZE_METHODS = ("bilinear", "nearest", "bicubic", "area", "lanczos3", "gaussian")
 
 #: Preprocessing families, as ``keras.applications.imagenet_utils.preprocess_input`` modes.
 PREPROCESSING = {
@@ -361,31 +358,9 @@ class KerasApplicationExtractor(BaseExtractor):
                 "`layer` must be None, 'predictions' or the name of a layer of "
                 f"{self.architecture}; received {describe(self.layer)}."
             )
-        check_choice("pooling", self.pooling, POOLINGS)
-        check_choice("resize_method", self.resize_method, RESIZE_METHODS)
-        check_choice("dtype", self.dtype, COMPUTE_DTYPES)
-        check_positive_int("input_size", self.input_size, allow_none=True)
-        minimum = self._arch.min_size
-        if self.input_size is not None and self.input_size < minimum:
-            raise InvalidInputError(
-                f"`input_size` must be at least {minimum} for {self.architecture}; "
-                f"received {self.input_size}."
-            )
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int | np.integer):
-            raise InvalidTypeError(f"`seed` must be an integer; received {describe(self.seed)}.")
-        w = self.weights
-        if w is None or w == "imagenet":
-            return
-        if not isinstance(w, str | os.PathLike):
-            raise InvalidTypeError(
-                "`weights` must be 'imagenet', None or a path to a weights file; "
-                f"received {describe(w)}."
-            )
-        if not Path(w).is_file():
-            raise WeightsNotFoundError(
-                f"`weights` must be 'imagenet', None or the path of an existing weights file; "
-                f"received {str(w)!r}, which does not exist."
-            )
+        validate_backbone_params(
+            self, backbone=str(self.architecture), min_size=self._arch.min_size
+        )
 
     @property
     def _include_top(self) -> bool:

@@ -10,10 +10,10 @@ import numpy as np
 
 from .._hashing import hash_file
 from .._lazy import import_keras, import_tf
-from .._pipeline import COMPUTE_DTYPES, cpu_supports_bf16, keras_dtype_policy
-from .._validation import check_choice, check_positive_int, describe
-from ..exceptions import InvalidInputError, InvalidTypeError, WeightsNotFoundError
-from ._base import BaseExtractor
+from .._pipeline import cpu_supports_bf16, keras_dtype_policy
+from .._validation import check_choice
+from ..exceptions import InvalidInputError, WeightsNotFoundError
+from ._base import RESIZE_METHODS, BaseExtractor, validate_backbone_params
 from ._registry import register_extractor
 
 __all__ = [
@@ -39,8 +39,6 @@ _CONV_LAYERS = [
 _POOL_LAYERS = [f"block{b}_pool" for b in range(1, 6)]
 _TOP_LAYERS = ["fc1", "fc2", "predictions"]
 LAYERS = tuple(_CONV_LAYERS + _POOL_LAYERS + _TOP_LAYERS)
-POOLINGS = ("avg", "max", "flatten")
-RESIZE_METHODS = ("bilinear", "nearest", "bicubic", "area", "lanczos3", "gaussian")
 #: Per-channel means (B, G, R) subtracted by Keras' "caffe" preprocessing.
 _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 
@@ -188,34 +186,11 @@ class VGG16Extractor(BaseExtractor):
     def _validate_params(self) -> None:
         super()._validate_params()
         check_choice("layer", self.layer, LAYERS)
-        check_choice("pooling", self.pooling, POOLINGS)
-        check_choice("resize_method", self.resize_method, RESIZE_METHODS)
-        check_choice("dtype", self.dtype, COMPUTE_DTYPES)
-        check_positive_int("input_size", self.input_size, allow_none=True)
-        if self.input_size is not None and self.input_size < self.min_input_size:
-            raise InvalidInputError(
-                f"`input_size` must be at least {self.min_input_size} for VGG-16; "
-                f"received {self.input_size}."
-            )
+        validate_backbone_params(self, backbone="VGG-16", min_size=self.min_input_size)
         if self._include_top and self.input_size != 224:
             raise InvalidInputError(
                 f"`layer={self.layer!r}` needs the full ImageNet model, which takes 224x224 "
                 f"images: set `input_size=224`; received input_size={self.input_size}."
-            )
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int | np.integer):
-            raise InvalidTypeError(f"`seed` must be an integer; received {describe(self.seed)}.")
-        w = self.weights
-        if w is None or w == "imagenet":
-            return
-        if not isinstance(w, str | os.PathLike):
-            raise InvalidTypeError(
-                "`weights` must be 'imagenet', None or a path to a weights file; "
-                f"received {describe(w)}."
-            )
-        if not Path(w).is_file():
-            raise WeightsNotFoundError(
-                f"`weights` must be 'imagenet', None or the path of an existing weights file; "
-                f"received {str(w)!r}, which does not exist."
             )
 
     @property
