@@ -534,9 +534,7 @@ def test_estimate_counts_every_registered_extractor(extractor) -> None:
     assert est.feature_dim == extractor.output_dim((32, 32))
     assert est.feature_bytes == 1000 * est.feature_dim * 4 <= est.cache_bytes
     assert est.extractor == extractor.registry_name and est.n_images == 1000
-    if extractor.registry_name == "cifar_cnn":  # its forward exposes no Keras model
-        assert est.flops_per_image is None
-    else:
-        assert est.flops_per_image == 2 * est.macs_per_image > 0
-        assert est.total_flops == 1000 * est.flops_per_image
-        assert est.activation_bytes_per_image > 0
+    assert est.flops_per_image == 2 * est.macs_per_image > 0
+    assert est.total_flops == 1000 * est.flops_per_image
+    assert est.activation_bytes_per_image > 0
+    assert est.batch_size > 0

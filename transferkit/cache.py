@@ -518,7 +518,9 @@ class FeatureCache:
     ) -> h5py.Group:
         n = int(images.shape[0])
         d = int(extractor.output_dim((int(images.shape[1]), int(images.shape[2]))))
-        bs = int(batch_size or getattr(extractor, "batch_size", None) or 64)
+        default_bs = getattr(extractor, "_effective_batch_size", None)
+        bs = int(batch_size or (default_bs() if callable(default_bs) else None)
+                 or getattr(extractor, "batch_size", None) or 64)
         entry = group.create_group(key)
         rows = chunk_rows(n, d)
         entry.create_dataset(

@@ -205,6 +205,10 @@ class BaseExtractor(TransformerMixin, BaseEstimator):
         """Return a callable mapping a float32 batch (n, h, w, 3) to (n, d) features."""
         raise NotImplementedError
 
+    def _effective_batch_size(self) -> int:
+        """Images per forward pass when the caller does not say."""
+        return int(getattr(self, "batch_size", None) or 64)
+
     def _model_key(self, image_size: tuple[int, int]) -> Any:
         """Key under which built models are reused; ``None`` if size-independent."""
         return image_size
@@ -322,7 +326,7 @@ class BaseExtractor(TransformerMixin, BaseEstimator):
         """
         self._check_fitted()
         images = self._check_input(X)
-        bs = check_positive_int("batch_size", batch_size or self.batch_size)
+        bs = check_positive_int("batch_size", batch_size or self._effective_batch_size())
         size = self._check_image_size((int(images.shape[1]), int(images.shape[2])))
         forward = self._forward(size)
         batches = prefetch(_prepared_batches(images, bs, start), depth=PREFETCH_DEPTH)
@@ -418,7 +422,7 @@ class BaseExtractor(TransformerMixin, BaseEstimator):
             feature_bytes=n * d * 4,
             cache_bytes=feature_cache_bytes(n, d, labels=labels),
             activation_bytes_per_image=activation,
-            batch_size=int(getattr(self, "batch_size", 0) or 0),
+            batch_size=self._effective_batch_size(),
             dtype=dtype,
             native_flops_per_image=native,
         )

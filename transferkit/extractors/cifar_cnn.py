@@ -333,12 +333,8 @@ class CifarCNN(ClassifierMixin, BaseExtractor):
     def _model_key(self, image_size: tuple[int, int]) -> Any:
         return None
 
-    def iter_features(
-        self, X: Any, *, start: int = 0, batch_size: int | None = None
-    ) -> Any:
-        """Yield ``(offset, features)`` batch by batch (see :class:`BaseExtractor`)."""
-        bs = batch_size or self.resolved_params()["batch_size"]
-        return super().iter_features(X, start=start, batch_size=bs)
+    def _effective_batch_size(self) -> int:
+        return int(self.resolved_params()["batch_size"])
 
     # ---------------------------------------------------------------- the model
     def _build_model(
@@ -731,8 +727,7 @@ class _TimeBudget:
                 parent._batch_end(batch, self.model)
 
             def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-                if epoch + 1 >= parent.epochs:
-                    self.model.stop_training = True
+                parent._epoch_end(epoch, self.model)
 
         self.callback = _Callback()
         self.budget_s = budget_s
@@ -746,6 +741,25 @@ class _TimeBudget:
         self._t_batch = 0.0
         self._global_batch = 0
         self._decided = False
+        self._epoch_times: list[float] = []
+        self._last_epoch_end = t_start
+
+    def _epoch_end(self, epoch: int, model: Any) -> None:
+        """Re-plan with the measured epoch time, so the budget holds under load too."""
+        now = time.perf_counter()
+        done = epoch + 1
+        self._epoch_times.append(now - self._last_epoch_end)
+        self._last_epoch_end = now
+        if self._decided:
+            epoch_s = max(self._epoch_times[-2:])  # the slower of the last two epochs
+            left = 0.9 * self.budget_s - (now - self.t_start)
+            feasible = done + max(0, int(left // epoch_s))
+            if feasible < self.epochs:
+                self.epochs = max(done, feasible)
+                if self.schedule is not None:  # finish the (shorter) schedule, not cut it
+                    self.schedule.total_steps.assign(float(self.epochs * self.steps))
+        if done >= self.epochs:
+            model.stop_training = True
 
     def _batch_begin(self, batch: int) -> None:
         self._t_batch = time.perf_counter()
