@@ -100,6 +100,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 _AUGMENTATIONS = ("flip", "zoom", "brightness", "translate")
+_LOGIT_SCALE = 0.125
 _OPTIMIZERS = ("adam", "sgd")
 _SCHEDULES = ("constant", "one_cycle")
 _STANDARDIZE = ("per_image", "dataset", "rescale")
@@ -403,10 +404,19 @@ class CifarCNN(ClassifierMixin, BaseExtractor):
             x = keras.layers.GlobalMaxPooling2D(name="features")(x)
         if r["dropout"]:
             x = keras.layers.Dropout(float(r["dropout"]), seed=s(200), name="dropout")(x)
-        outputs = keras.layers.Dense(
-            n_classes, activation="softmax", kernel_initializer=init(seed=s(300)),
-            name="predictions",
-        )(x)
+        if r["architecture"] == "talk":
+            outputs = keras.layers.Dense(
+                n_classes, activation="softmax", kernel_initializer=init(seed=s(300)),
+                name="predictions",
+            )(x)
+        else:
+            # Max-pooled GELU activations are large: scale the logits down (as the fast
+            # published recipes do) so early steps at a high learning rate stay stable.
+            x = keras.layers.Dense(
+                n_classes, use_bias=False, kernel_initializer=init(seed=s(300)), name="logits"
+            )(x)
+            x = keras.layers.Rescaling(_LOGIT_SCALE, name="logit_scale")(x)
+            outputs = keras.layers.Activation("softmax", name="predictions")(x)
         return keras.Model(inputs, outputs, name=f"cifar_cnn_{self.preset}")
 
     def _compile(self, model: Any, steps_total: int) -> Any:
