@@ -205,13 +205,14 @@ def test_lite0_imagenet_top1_on_real_photos(imagenet_photos) -> None:
     assert feats.shape == (2, 1280) and np.isfinite(feats).all() and feats.std() > 0
 
 
-def test_lite0_imagenet_conversion_is_cached_and_checksummed(lite0_pth, tmp_path,
+def test_lite0_imagenet_conversion_is_cached_and_checksummed(lite0_pth, tmp_path, capsys,
                                                              monkeypatch) -> None:
     monkeypatch.setenv("TRANSFERKIT_DATA", str(tmp_path))
     start = el.conversion_count
     first = el.ensure_converted_weights()
     assert first == tmp_path / "weights" / "efficientnet_lite0.weights.h5"
     assert el.conversion_count == start + 1
+    assert "converting" in capsys.readouterr().err  # the one-time conversion shows progress
     meta = json.loads((tmp_path / "weights" / "efficientnet_lite0.weights.h5.sha256").read_text())
     assert meta["sha256"] == hashlib.sha256(first.read_bytes()).hexdigest()
     mtime = first.stat().st_mtime_ns

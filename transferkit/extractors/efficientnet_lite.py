@@ -702,19 +702,27 @@ def ensure_converted_weights(source: str | os.PathLike[str] | None = None) -> Pa
     target = converted_weights_path(src)
     if _cached_is_valid(target, source_sha):
         return target
-    state = load_legacy_torch_state_dict(src)
-    model = build_efficientnet_lite0((224, 224, 3))
-    convert_lite0_state_dict(state, model)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".lite0-", suffix=".weights.h5")
-    os.close(fd)
-    try:
-        model.save_weights(tmp)
-        digest = _sha256_file(tmp)
-        os.replace(tmp, target)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    from ..progress import Progress
+
+    # Once per machine, a few seconds: read, build, convert, save (progress on stderr).
+    with Progress(4, desc=f"converting {src.name} to Keras", unit="step") as bar:
+        state = load_legacy_torch_state_dict(src)
+        bar.update(1)
+        model = build_efficientnet_lite0((224, 224, 3))
+        bar.update(1)
+        convert_lite0_state_dict(state, model)
+        bar.update(1)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".lite0-", suffix=".weights.h5")
+        os.close(fd)
+        try:
+            model.save_weights(tmp)
+            digest = _sha256_file(tmp)
+            os.replace(tmp, target)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        bar.update(1)
     meta = {
         "file": target.name,
         "sha256": digest,
