@@ -414,10 +414,12 @@ def main() -> None:  # noqa: C901 - one linear script
     p.add_argument("--rss-large", type=int, default=200_000)
     p.add_argument("--predict-memory-large", type=int, default=50_000,
                    help="images for plain model.predict on an in-memory array (0: skip)")
-    p.add_argument("--cifar", default="/tmp/data/cifar10-jpg",
-                   help="CIFAR-10 (as accepted by transferkit.datasets.load_cifar10)")
-    p.add_argument("--cifar-train", type=int, default=5000)
-    p.add_argument("--cifar-test", type=int, default=2000)
+    p.add_argument("--cifar", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"
+                                          / "cifar10-jpg.tar.gz"),
+                   help="CIFAR-10 (as accepted by transferkit.datasets.load_cifar10); "
+                        "default: the shared JPEG archive beside the checkout")
+    p.add_argument("--cifar-train", type=int, default=10000)
+    p.add_argument("--cifar-test", type=int, default=10000)
     p.add_argument("--cifar-size", type=int, default=128, help="Lite0 input size for CIFAR-10")
     args = p.parse_args()
 
