@@ -57,8 +57,12 @@ def main() -> None:
         logreg = SklearnHead(LogisticRegression(max_iter=2000)).fit(f_tgt[keep], y_tgt[keep])
         dense = DenseHead(hidden_units=(256,), epochs=100, patience=10,
                           random_state=0).fit(f_tgt[keep], y_tgt[keep])
-        scratch = CifarCNN(preset=args.preset, epochs=args.scratch_epochs,
-                           batch_size=min(64, 5 * k), random_state=0)
+        # The same recipe from scratch; the learning rate scales with the smaller batch.
+        bs = min(64, 5 * k)
+        lr = CifarCNN(preset=args.preset).resolved_params()["learning_rate"]
+        batch = CifarCNN(preset=args.preset).resolved_params()["batch_size"]
+        scratch = CifarCNN(preset=args.preset, epochs=args.scratch_epochs, batch_size=bs,
+                           learning_rate=lr * bs / batch, random_state=0)
         scratch.fit(x_train[in_tgt][keep], y_tgt[keep])
         print(f"{k:>12}{logreg.score(f_test, yt):>17.4f}{dense.score(f_test, yt):>16.4f}"
               f"{scratch.score(x_test[test_tgt], yt):>14.4f}", flush=True)

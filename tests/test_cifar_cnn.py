@@ -100,6 +100,38 @@ def test_time_budget_chooses_epochs_to_end_within_it(data) -> None:
     assert cnn.schedule_steps_ == cnn.epochs_planned_ * steps
 
 
+def test_time_budget_halves_the_fast_preset_when_too_few_epochs_fit(data, monkeypatch) -> None:
+    from transferkit.extractors import cifar_cnn
+
+    (x, y), (xt, yt) = data
+    monkeypatch.setattr(cifar_cnn, "_MIN_EPOCHS_FULL_WIDTH", 10**6)  # never enough epochs
+    cnn = CifarCNN(preset="fast", batch_size=64, epochs=10**6, max_minutes=0.2,
+                   random_state=0).fit(x[:128], y[:128])
+    assert cnn.conv_filters_ == (32, 128, 128)
+    assert cnn.model_.get_layer("block3b").filters == 128
+    assert cnn.describe()["architecture"]["conv_filters"] == [32, 128, 128]
+    assert cnn.n_iter_ == cnn.epochs_planned_ >= 1
+    assert cnn.transform(xt[:4]).shape == (4, 128)
+    # Widths given explicitly are never changed.
+    mine = CifarCNN(**TINY_FAST, epochs=10**6, max_minutes=0.1).fit(x[:64], y[:64])
+    assert mine.conv_filters_ == (8, 16, 16)
+
+
+def test_patch_whitening_kernel_whitens_2x2_patches() -> None:
+    from transferkit.extractors.cifar_cnn import _patch_whitening_kernel
+
+    rng = np.random.default_rng(0)
+    mix = np.array([[1.0, 0.8, 0.2], [0.0, 1.0, 0.5], [0.0, 0.0, 1.0]])
+    images = (rng.normal(size=(64, 9, 9, 3)) @ mix).astype(np.float32)  # correlated channels
+    kernel = _patch_whitening_kernel(images, eps=1e-9)
+    assert kernel.shape == (2, 2, 3, 24)
+    patches = np.stack([images[:, dy:dy + 8, dx:dx + 8] for dy in (0, 1) for dx in (0, 1)],
+                       axis=3).reshape(-1, 12)
+    out = (patches - patches.mean(0)) @ kernel.reshape(12, 24)[:, :12]
+    np.testing.assert_allclose(np.cov(out, rowvar=False), np.eye(12), atol=1e-3)
+    np.testing.assert_array_equal(kernel[..., 12:], -kernel[..., :12])
+
+
 def test_talk_augmentations_and_validation_data_with_early_stopping(data) -> None:
     (x, y), (xt, yt) = data
     cnn = CifarCNN(

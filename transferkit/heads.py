@@ -48,6 +48,14 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
+from ._strategy import (
+    check_strategy,
+    clone_keeping_strategy,
+    even_sample_count,
+    fit_model,
+    num_replicas,
+    strategy_scope,
+)
 from ._validation import describe
 from .exceptions import InvalidInputError, InvalidTypeError, NotFittedError, TransferkitError
 
@@ -430,7 +438,11 @@ class DenseHead(_HeadScoreMixin, ClassifierMixin, BaseEstimator):
     learning_rate : float, default=1e-3
         Adam learning rate, > 0.
     batch_size : int, default=128
-        Mini-batch size.
+        Mini-batch size *per replica*. Without a ``strategy`` (one replica) it is the
+        mini-batch size; with one, each optimizer step processes a global batch of
+        ``batch_size * strategy.num_replicas_in_sync`` samples, split over the replicas
+        (so that every batch, the last one included, splits evenly, the last
+        ``n % num_replicas_in_sync`` training and validation samples are left out).
     epochs : int, default=30
         Maximum number of passes over the training data.
     validation_split : float, default=0.1
@@ -453,6 +465,20 @@ class DenseHead(_HeadScoreMixin, ClassifierMixin, BaseEstimator):
         None draws the seeds from NumPy's global random state, like scikit-learn.
     verbose : int, default=0
         Keras verbosity during training (0, 1 or 2).
+    strategy : tf.distribute.Strategy or None, default=None
+        Train on several devices: e.g. ``tf.distribute.MirroredStrategy()`` (the GPUs
+        of one machine) or ``tf.distribute.MultiWorkerMirroredStrategy()`` (several
+        machines; run the same ``fit``, with the same ``random_state``, on every
+        worker; Keras 3.15 cannot yet fit across workers, keras-team/keras#20585).
+        The model is built and compiled in ``strategy.scope()``; gradients
+        are averaged over the replicas, so a step is the same as one on the global
+        batch on a single device. ``batch_size`` is per replica and the learning rate
+        is *not* rescaled: to keep the global batch of a single-device run, divide
+        ``batch_size`` by the number of replicas; otherwise consider raising
+        ``learning_rate`` with the global batch. None (the default) trains on the
+        default device. Predictions run on the default device either way. The
+        strategy is not part of the pickled or saved state: an unpickled or loaded
+        head has ``strategy=None``; ``sklearn.base.clone`` keeps the same object.
 
     Attributes
     ----------
@@ -468,6 +494,8 @@ class DenseHead(_HeadScoreMixin, ClassifierMixin, BaseEstimator):
         Per-epoch training metrics (``loss``, ``accuracy``, ``val_loss``...).
     n_iter_ : int
         Number of epochs actually run.
+    global_batch_size_ : int
+        Samples per optimizer step: ``batch_size`` times the number of replicas.
 
     Examples
     --------
@@ -490,6 +518,7 @@ class DenseHead(_HeadScoreMixin, ClassifierMixin, BaseEstimator):
         standardize: bool = True,
         random_state: int | np.random.RandomState | None = None,
         verbose: int = 0,
+        strategy: Any = None,
     ) -> None:
         self.hidden_units = hidden_units
         self.dropout = dropout
@@ -503,6 +532,7 @@ class DenseHead(_HeadScoreMixin, ClassifierMixin, BaseEstimator):
         self.standardize = standardize
         self.random_state = random_state
         self.verbose = verbose
+        self.strategy = strategy
 
     # -- parameter validation ----------------------------------------------------------
 
@@ -555,6 +585,7 @@ class DenseHead(_HeadScoreMixin, ClassifierMixin, BaseEstimator):
             "verbose": _check_int("verbose", self.verbose, low=0, high=2),
             "early_stopping": _check_bool("early_stopping", self.early_stopping),
             "standardize": _check_bool("standardize", self.standardize),
+            "strategy": check_strategy(self.strategy),
         }
 
     # -- fit / predict -----------------------------------------------------------------
@@ -610,16 +641,28 @@ class DenseHead(_HeadScoreMixin, ClassifierMixin, BaseEstimator):
         import keras
         import tensorflow as tf
 
-        model = self._build_model(params, X.shape[1], n_classes, layer_seeds)
-        model.compile(
-            optimizer=keras.optimizers.Adam(learning_rate=params["learning_rate"]),
-            loss="sparse_categorical_crossentropy",
-            metrics=["accuracy"],
-        )
+        strategy = params["strategy"]
+        replicas = num_replicas(strategy)
+        global_batch = params["batch_size"] * replicas
+        # Every global batch must split evenly over the replicas (see even_sample_count).
+        kept = even_sample_count(len(X_tr), replicas, name="X")
+        X_tr, y_tr = X_tr[:kept], y_tr[:kept]
+        if validation_data is not None:
+            kept = even_sample_count(len(validation_data[0]), replicas)
+            validation_data = (
+                (validation_data[0][:kept], validation_data[1][:kept]) if kept else None
+            )
+        with strategy_scope(strategy):  # variables, optimizer and metrics on every replica
+            model = self._build_model(params, X.shape[1], n_classes, layer_seeds)
+            model.compile(
+                optimizer=keras.optimizers.Adam(learning_rate=params["learning_rate"]),
+                loss="sparse_categorical_crossentropy",
+                metrics=["accuracy"],
+            )
         dataset = (
             tf.data.Dataset.from_tensor_slices((X_tr, y_tr))
             .shuffle(len(X_tr), seed=shuffle_seed, reshuffle_each_iteration=True)
-            .batch(params["batch_size"])
+            .batch(global_batch)
         )
         callbacks = []
         if params["early_stopping"]:
@@ -630,11 +673,13 @@ class DenseHead(_HeadScoreMixin, ClassifierMixin, BaseEstimator):
                     restore_best_weights=True,
                 )
             )
-        history = model.fit(
+        history = fit_model(
+            model,
+            strategy,
             dataset,
             epochs=params["epochs"],
             validation_data=validation_data,
-            validation_batch_size=max(params["batch_size"], 1024),
+            validation_batch_size=max(global_batch, 1024),
             callbacks=callbacks,
             shuffle=False,  # the dataset is shuffled with our own seed
             verbose=params["verbose"],
@@ -643,6 +688,7 @@ class DenseHead(_HeadScoreMixin, ClassifierMixin, BaseEstimator):
         self.model_ = model
         self.history_ = {k: [float(v) for v in vals] for k, vals in history.history.items()}
         self.n_iter_ = len(self.history_.get("loss", []))
+        self.global_batch_size_ = global_batch
         return self
 
     @staticmethod
@@ -725,7 +771,12 @@ class DenseHead(_HeadScoreMixin, ClassifierMixin, BaseEstimator):
         state = dict(super().__getstate__())
         if "model_" in state:
             state["model_"] = _model_to_bytes(state["model_"])
+        if state.get("strategy") is not None:
+            state["strategy"] = None  # devices and cluster connections do not pickle
         return state
+
+    def __sklearn_clone__(self) -> DenseHead:
+        return clone_keeping_strategy(self)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         state = dict(state)
@@ -739,7 +790,8 @@ class DenseHead(_HeadScoreMixin, ClassifierMixin, BaseEstimator):
         The archive holds ``meta.json``, ``model.keras`` and the standardization arrays
         (``.npy``, no pickle). The file is written to a temporary name and moved into
         place, so ``path`` never holds a half-written head. Parameters are stored as
-        JSON; a ``random_state`` that is a ``RandomState`` instance is stored as None.
+        JSON; a ``random_state`` that is a ``RandomState`` instance is stored as None,
+        and ``strategy`` is not stored (the loaded head has ``strategy=None``).
 
         Parameters
         ----------
@@ -754,6 +806,7 @@ class DenseHead(_HeadScoreMixin, ClassifierMixin, BaseEstimator):
         _check_fitted(self, "save")
         path = _check_path(path)
         params = self.get_params(deep=False)
+        params.pop("strategy", None)  # a device setup, not part of the model: loads as None
         params["hidden_units"] = (
             [int(u) for u in params["hidden_units"]]
             if not isinstance(params["hidden_units"], int | np.integer)
