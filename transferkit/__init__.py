@@ -29,6 +29,7 @@ _LAZY = {
     "register_extractor": "transferkit.extractors",
     "FeatureCache": "transferkit.cache",
     "ImageStream": "transferkit.cache",
+    "extract_distributed": "transferkit.distributed",
     "DenseHead": "transferkit.heads",
     "SklearnHead": "transferkit.heads",
     "load_head": "transferkit.heads",
@@ -49,6 +50,7 @@ __all__ = [
     "TransferkitError",
     "VGG16Extractor",
     "create_extractor",
+    "extract_distributed",
     "list_extractors",
     "load_head",
     "register_extractor",
@@ -56,6 +58,7 @@ __all__ = [
 
 if TYPE_CHECKING:  # pragma: no cover
     from .cache import FeatureCache, ImageStream
+    from .distributed import extract_distributed
     from .exceptions import TransferkitError
     from .extractors import (
         BaseExtractor,

@@ -37,6 +37,13 @@ File layout (HDF5)::
     /entries/<key>/features    float32 (n_done, d), chunked, grows to (n_images, d)
     /entries/<key>/progress    int64 scalar: rows written and flushed
     /entries/<key>/labels      optional, (n_images,)
+
+A sharded entry (written by :func:`transferkit.distributed.merge_shards`) has the same
+layout, except that ``features`` is an HDF5 virtual dataset over shard files in the
+folder ``<cache file>.shards/<key>/`` and the attrs ``shards`` (JSON: each shard's
+file, key and row range), ``n_shards`` and ``shard_nbytes``. Its rows are read from the
+shard files, each checked first: a missing or damaged shard raises
+:class:`~transferkit.exceptions.ShardsMissingError` naming it, never rows filled in.
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ import errno
 import json
 import os
 import platform
+import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -56,7 +64,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from . import __version__
+from . import __version__, _shards
 from ._cost import CHUNK_BYTES, chunk_rows
 from ._hashing import hash_images, hash_json
 from ._pipeline import BackgroundWriter, ImageStream
@@ -67,6 +75,7 @@ from .exceptions import (
     CacheLockedError,
     InvalidInputError,
     InvalidTypeError,
+    ShardsMissingError,
 )
 
 __all__ = ["FeatureCache", "CacheEntry", "ImageStream", "LazyFeatures", "FORMAT_VERSION"]
@@ -104,7 +113,12 @@ def _versions() -> dict[str, str]:
 
 @dataclass(frozen=True)
 class CacheEntry:
-    """What the cache knows about one entry (see :meth:`FeatureCache.entries`)."""
+    """What the cache knows about one entry (see :meth:`FeatureCache.entries`).
+
+    ``n_shards`` is 0 for an ordinary entry, and the number of shard files for a
+    sharded one (see :mod:`transferkit.distributed`), whose ``nbytes`` counts the
+    shard files' feature storage.
+    """
 
     key: str
     extractor: str
@@ -122,6 +136,7 @@ class CacheEntry:
     class_names: list[str] | None = None
     nbytes: int = 0
     extract_seconds: float = 0.0
+    n_shards: int = 0
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -133,20 +148,34 @@ class LazyFeatures:
     """Read-only, lazily loaded view of a cached feature array.
 
     Slicing reads only the rows asked for; ``np.asarray(lazy)`` reads everything.
-    The file is opened for each read, so no handle is held between reads.
+    The file is opened for each read, so no handle is held between reads. The rows of
+    a sharded entry are read from its shard files, each checked before it is read.
     """
 
-    def __init__(self, path: Path, key: str, shape: tuple[int, int]) -> None:
+    def __init__(
+        self,
+        path: Path,
+        key: str,
+        shape: tuple[int, int],
+        shards: list[_shards.ShardRef] | None = None,
+    ) -> None:
         self._path = Path(path)
         self._key = key
         self.shape = shape
         self.dtype = np.dtype(np.float32)
         self.ndim = 2
+        self._shards = shards
 
     def __len__(self) -> int:
         return self.shape[0]
 
     def __getitem__(self, index: Any) -> np.ndarray:
+        if self._shards is not None:
+            try:
+                return _shards.read_rows(self._path, self._shards, *self.shape, index)
+            except _shards.ShardReadError as exc:
+                raise _shards_missing(self._path, self._key, self._shards, self.shape[1],
+                                      exc) from exc
         try:
             with _FileLock(self._path, ".sync").held(shared=True), h5py.File(
                 self._path, "r", locking=False
@@ -170,6 +199,33 @@ class LazyFeatures:
 
     def __repr__(self) -> str:
         return f"LazyFeatures(path={str(self._path)!r}, key={self._key!r}, shape={self.shape})"
+
+
+def _shards_missing(
+    path: Path, key: str, refs: list[_shards.ShardRef], d: int,
+    failure: _shards.ShardReadError | None = None,
+) -> ShardsMissingError:
+    """The error for a sharded entry with shards that cannot be read (checks them all)."""
+    problems = dict(failure.problems) if failure is not None else {}
+    for ref in refs:
+        if ref.index not in problems:
+            problem = _shards.shard_problem(path, ref, d)
+            if problem is not None:
+                problems[ref.index] = problem
+    by_index = {r.index: r for r in refs}
+    lines = "; ".join(
+        f"shard {i} (images {by_index[i].start}..{by_index[i].stop - 1}): {why}"
+        for i, why in sorted(problems.items())
+    )
+    missing = sorted(problems)
+    return ShardsMissingError(
+        f"Entry {key!r} in {str(path)!r} is stored in {len(refs)} shard files and "
+        f"{len(missing)} of them cannot be read (shards {missing}): {lines}. Its rows are "
+        "never served filled in. Run `transferkit.distributed.extract_distributed` again "
+        "with the same extractor and images to re-extract only these shards, or "
+        f"`cache.delete({key!r})` to drop the entry and its shard files.",
+        missing,
+    )
 
 
 class _FileLock:
@@ -428,18 +484,7 @@ class FeatureCache:
         fp = self._extractor_fingerprint(extractor)
         images = check_images(images, name="images")
         n = int(images.shape[0])
-        if labels is None and getattr(images, "labels", None) is not None:
-            labels = images.labels
-            class_names = class_names or list(getattr(images, "class_names", []) or []) or None
-        labels_arr = self._check_labels(labels, n)
-        if class_names is not None:
-            if not isinstance(class_names, list | tuple) or not all(
-                isinstance(c, str) for c in class_names
-            ):
-                raise InvalidTypeError(
-                    f"`class_names` must be a list of strings; received {describe(class_names)}."
-                )
-            class_names = list(class_names)
+        labels_arr, class_names = self._resolve_labels(images, labels, class_names, n)
         bs = check_positive_int("batch_size", batch_size, allow_none=True)
         data_fp = hash_images(images)
         key = self._key(fp, data_fp)
@@ -472,6 +517,32 @@ class FeatureCache:
                         f.flush()
                     raise
         return self.load(key, lazy=lazy)
+
+    @classmethod
+    def _resolve_labels(
+        cls, images: Any, labels: Any, class_names: Any, n: int
+    ) -> tuple[np.ndarray | None, list[str] | None]:
+        """Checked labels and class names: the arguments, else the stream's own."""
+        if labels is None and getattr(images, "labels", None) is not None:
+            labels = images.labels
+            class_names = class_names or list(getattr(images, "class_names", []) or []) or None
+        labels_arr = cls._check_labels(labels, n)
+        if class_names is not None:
+            if not isinstance(class_names, list | tuple) or not all(
+                isinstance(c, str) for c in class_names
+            ):
+                raise InvalidTypeError(
+                    f"`class_names` must be a list of strings; received {describe(class_names)}."
+                )
+            class_names = list(class_names)
+        return labels_arr, class_names
+
+    @staticmethod
+    def _default_batch_size(extractor: Any, batch_size: int | None) -> int:
+        """The batch size an extraction uses: ``batch_size``, else the extractor's, else 64."""
+        default_bs = getattr(extractor, "_effective_batch_size", None)
+        return int(batch_size or (default_bs() if callable(default_bs) else None)
+                   or getattr(extractor, "batch_size", None) or 64)
 
     @staticmethod
     def _check_labels(labels: Any, n: int) -> np.ndarray | None:
@@ -518,9 +589,7 @@ class FeatureCache:
     ) -> h5py.Group:
         n = int(images.shape[0])
         d = int(extractor.output_dim((int(images.shape[1]), int(images.shape[2]))))
-        default_bs = getattr(extractor, "_effective_batch_size", None)
-        bs = int(batch_size or (default_bs() if callable(default_bs) else None)
-                 or getattr(extractor, "batch_size", None) or 64)
+        bs = self._default_batch_size(extractor, batch_size)
         entry = group.create_group(key)
         rows = chunk_rows(n, d)
         entry.create_dataset(
@@ -675,13 +744,21 @@ class FeatureCache:
         A file that cannot be opened at all is set aside the same way and an empty
         cache takes its place.
 
+        A sharded entry is kept if every one of its shard files reads correctly (each
+        is read in full). Otherwise it is dropped, and a shard file that is damaged
+        (not merely missing) is repaired the same way, in place, keeping its readable
+        entries; running :func:`transferkit.distributed.extract_distributed` again then
+        re-extracts only the shards that were lost and merges them again.
+
         Returns
         -------
         dict
-            ``kept`` and ``dropped`` entry keys, and ``backup``: where the original
-            file now is (``None`` if there was no file).
+            ``kept`` and ``dropped`` entry keys, ``backup``: where the original file
+            now is (``None`` if there was no file), and ``shard_backups``: where
+            damaged shard files that were repaired now are.
         """
-        report: dict[str, Any] = {"kept": [], "dropped": [], "backup": None}
+        report: dict[str, Any] = {"kept": [], "dropped": [], "backup": None,
+                                  "shard_backups": []}
         with _writer_lock(self.path):
             if not self.path.exists():
                 return report
@@ -700,9 +777,10 @@ class FeatureCache:
                     keys = list(src["entries"].keys()) if has_entries else []
                     for key in keys:
                         try:
-                            self._copy_entry(src["entries"][key], out, key)
+                            self._copy_entry(src["entries"][key], out, key, report)
                             report["kept"].append(key)
-                        except (OSError, KeyError, ValueError, RuntimeError):
+                        except (OSError, KeyError, ValueError, RuntimeError,
+                                _shards.ShardReadError):
                             if key in out:
                                 del out[key]
                             report["dropped"].append(key)
@@ -715,8 +793,13 @@ class FeatureCache:
             report["backup"] = str(backup)
         return report
 
-    @staticmethod
-    def _copy_entry(src: h5py.Group, out: h5py.Group, key: str) -> None:
+    def _copy_entry(
+        self, src: h5py.Group, out: h5py.Group, key: str, report: dict[str, Any]
+    ) -> None:
+        refs = _shards.refs_of(src)
+        if refs is not None:
+            self._copy_sharded_entry(src, out, key, refs, report)
+            return
         dst = out.create_group(key)
         for name, value in src.attrs.items():
             dst.attrs[name] = value
@@ -730,6 +813,82 @@ class FeatureCache:
         dst.create_dataset("progress", data=np.int64(done))
         if "labels" in src:
             dst.create_dataset("labels", data=src["labels"][()])
+
+    def _copy_sharded_entry(
+        self, src: h5py.Group, out: h5py.Group, key: str, refs: list[_shards.ShardRef],
+        report: dict[str, Any],
+    ) -> None:
+        n, d = int(src.attrs["n_images"]), int(src.attrs["feature_dim"])
+        step = max(1, (64 << 20) // (4 * max(d, 1)))  # read ~64 MiB at a time
+        for ref in refs:  # every row of every shard, checksummed
+            try:
+                for a in range(ref.start, ref.stop, step):
+                    _shards.read_rows(self.path, refs, n, d, slice(a, min(a + step, ref.stop)))
+            except _shards.ShardReadError as exc:
+                shard_path = ref.path(self.path)
+                if isinstance(exc.cause, OSError) and shard_path.is_file():
+                    with contextlib.suppress(CacheError, OSError):
+                        backup = FeatureCache(shard_path).repair()["backup"]
+                        report["shard_backups"].append(backup)
+                raise
+        dst = out.create_group(key)
+        for name, value in src.attrs.items():
+            dst.attrs[name] = value
+        _shards.write_virtual_features(dst, refs, n, d)
+        dst.create_dataset("progress", data=np.int64(n))
+        if "labels" in src:
+            dst.create_dataset("labels", data=src["labels"][()])
+
+    # ------------------------------------------------------------------ sharded entries
+    def _write_sharded_entry(
+        self,
+        key: str,
+        refs: list[_shards.ShardRef],
+        attrs: dict[str, Any],
+        labels: np.ndarray | None,
+        class_names: list[str] | None,
+    ) -> None:
+        """Write the entry ``key`` over complete shards (see :mod:`transferkit.distributed`).
+
+        An ordinary complete entry with this key holds the same features and is kept
+        (only labels and class names are updated); anything else under the key (an
+        unfinished extraction, an older sharded entry) is replaced.
+        """
+        with _writer_lock(self.path), self._open("a") as f:
+            group = f.require_group("entries")
+            old = group.get(key)
+            if old is not None:
+                if bool(old.attrs.get("complete", False)) and _shards.refs_of(old) is None:
+                    self._update_labels(old, labels, class_names)
+                    f.flush()
+                    return
+                del group[key]
+            entry = group.create_group(key)
+            n, d = int(attrs["n_images"]), int(attrs["feature_dim"])
+            _shards.write_virtual_features(entry, refs, n, d)
+            entry.create_dataset("progress", data=np.int64(n))
+            self._update_labels(entry, labels, class_names)
+            entry.attrs.update({k: v for k, v in attrs.items() if k != "complete"})
+            entry.attrs["shards"] = json.dumps([r.to_json() for r in refs])
+            entry.attrs["n_shards"] = len(refs)
+            entry.attrs["complete"] = True  # last: an entry cut short is never complete
+            f.flush()
+
+    def _store_labels(self, key: str, labels: np.ndarray | None, class_names: Any) -> None:
+        """Store labels and class names with the existing entry ``key``."""
+        if labels is None and class_names is None:
+            return
+        with _writer_lock(self.path), self._open("a") as f:
+            self._update_labels(self._entry(f, key, need_complete=False), labels, class_names)
+            f.flush()
+
+    def _update_labels(
+        self, entry: h5py.Group, labels: np.ndarray | None, class_names: list[str] | None
+    ) -> None:
+        if labels is not None:
+            self._write_labels(entry, labels)
+        if class_names is not None:
+            entry.attrs["class_names"] = json.dumps(class_names)
 
     # ------------------------------------------------------------------ reading
     def _find_complete(self, key: str) -> CacheEntry | None:
@@ -792,8 +951,12 @@ class FeatureCache:
             versions=json.loads(a.get("versions", "{}")),
             has_labels="labels" in g,
             class_names=json.loads(names) if names is not None else None,
-            nbytes=int(g["features"].id.get_storage_size()) if "features" in g else 0,
+            nbytes=(
+                int(a["shard_nbytes"]) if "shard_nbytes" in a
+                else int(g["features"].id.get_storage_size()) if "features" in g else 0
+            ),
             extract_seconds=float(a.get("extract_seconds", 0.0)),
+            n_shards=int(a.get("n_shards", 0)),
         )
 
     def _entry(self, f: h5py.File, key: str, *, need_complete: bool = True) -> h5py.Group:
@@ -821,22 +984,45 @@ class FeatureCache:
             An entry key (see :meth:`entries` or :meth:`key`).
         lazy : bool, default=False
             Return a :class:`LazyFeatures` view that reads rows on demand.
+
+        Raises
+        ------
+        ShardsMissingError
+            The entry is sharded and some of its shard files are missing, unfinished
+            or damaged (the message names them).
         """
         with self._open("r") as f:
             entry = self._entry(f, key)
             shape = tuple(int(s) for s in entry["features"].shape)
+            refs = _shards.refs_of(entry)
             if shape[0] != int(entry.attrs["n_images"]):
                 raise CacheCorruptedError(
                     f"Entry {key!r} in {str(self.path)!r} is marked complete but holds "
                     f"{shape[0]} of {int(entry.attrs['n_images'])} rows; delete it with "
                     f"`cache.delete({key!r})` and extract again."
                 )
-            if lazy:
-                return LazyFeatures(self.path, key, shape)  # type: ignore[arg-type]
-            try:
-                return entry["features"][()]
-            except OSError as exc:
-                raise self._damaged_entry(key, exc) from exc
+            if refs is None:
+                if lazy:
+                    return LazyFeatures(self.path, key, shape)  # type: ignore[arg-type]
+                try:
+                    return entry["features"][()]
+                except OSError as exc:
+                    raise self._damaged_entry(key, exc) from exc
+        # Sharded: the rows are in the shard files, read without holding this file.
+        return self._load_sharded(key, refs, shape, lazy=lazy)  # type: ignore[arg-type]
+
+    def _load_sharded(
+        self, key: str, refs: list[_shards.ShardRef], shape: tuple[int, int], *, lazy: bool
+    ) -> np.ndarray | LazyFeatures:
+        n, d = shape
+        if lazy:  # check every shard now, so a lazy view of a broken entry is refused early
+            if any(_shards.shard_problem(self.path, r, d) is not None for r in refs):
+                raise _shards_missing(self.path, key, refs, d)
+            return LazyFeatures(self.path, key, shape, shards=refs)
+        try:
+            return _shards.read_rows(self.path, refs, n, d, slice(None))
+        except _shards.ShardReadError as exc:
+            raise _shards_missing(self.path, key, refs, d, exc) from exc
 
     def _damaged_entry(self, key: str, exc: BaseException) -> CacheCorruptedError:
         return CacheCorruptedError(
@@ -855,7 +1041,25 @@ class FeatureCache:
             return ds.asstr()[()] if ds.dtype.kind == "O" else ds[()]
 
     def delete(self, key: str) -> None:
-        """Remove an entry (its space is reused by later entries)."""
+        """Remove an entry (its space is reused by later entries).
+
+        The shard files of a sharded entry (the folder ``<cache file>.shards/<key>/``)
+        are removed too, as are those of an unfinished sharded extraction of ``key``
+        that was never merged. Do not delete an entry while a distributed extraction
+        of it runs.
+        """
+        if not isinstance(key, str):
+            raise InvalidTypeError(f"`key` must be a string; received {describe(key)}.")
+        folder = _shards.shard_dir(self.path, key)
+        if folder.is_dir() and not self.path.exists():
+            shutil.rmtree(folder)
+            return
         with _writer_lock(self.path), self._open("a") as f:
+            if folder.is_dir() and key not in f.get("entries", {}):
+                shutil.rmtree(folder)  # an unfinished sharded extraction, never merged
+                return
             self._entry(f, key, need_complete=False)
             del f["entries"][key]
+            f.flush()
+            if folder.is_dir():
+                shutil.rmtree(folder)

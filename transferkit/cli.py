@@ -593,13 +593,32 @@ def _extract(args: argparse.Namespace) -> int:
         _print(f"extractor: {_extractor_summary(config)} -> {dim} features")
     key = cache.key(extractor, images)
     before = {e.key: e for e in cache.entries(include_incomplete=True)}.get(key)
-    wrapped = _ProgressExtractor(extractor, desc="extracting", mode=_progress_mode(args))
+    sharded = args.shards is not None or args.workers is not None or args.scheduler is not None
     t = time.perf_counter()
     try:
-        cache.extract(
-            wrapped, images, labels=data["labels"], class_names=data["class_names"],
-            batch_size=args.batch_size, lazy=True,
-        )
+        if sharded:  # one Dask task per shard; the shards are merged into one entry
+            from .distributed import extract_distributed
+            from .exceptions import InvalidInputError
+
+            if args.workers is not None and args.scheduler is not None:
+                raise InvalidInputError(
+                    "--workers sizes the local cluster started without --scheduler; with "
+                    f"--scheduler {args.scheduler} the cluster's own workers run the shards. "
+                    "Pass one of the two."
+                )
+            extract_distributed(
+                extractor, images, cache, n_shards=args.shards, address=args.scheduler,
+                n_workers=2 if args.workers is None else args.workers,
+                batch_size=args.batch_size, labels=data["labels"],
+                class_names=data["class_names"], lazy=True,
+                verbose=int(_progress_mode(args) != "off" and not args.quiet),
+            )
+        else:
+            wrapped = _ProgressExtractor(extractor, desc="extracting", mode=_progress_mode(args))
+            cache.extract(
+                wrapped, images, labels=data["labels"], class_names=data["class_names"],
+                batch_size=args.batch_size, lazy=True,
+            )
     finally:  # an interrupted entry is described too (`info` shows what it was)
         with contextlib.suppress(Exception):
             _tag_entry(cache, key, {**data["meta"], "extractor": build})
@@ -1304,6 +1323,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_extractor_options(p)
     p.add_argument("--cache", default="features.h5", metavar="FILE",
                    help="feature cache (HDF5) file; created if needed")
+    g = p.add_argument_group("distributed (Dask: pip install 'transferkit[distributed]')")
+    g.add_argument("--shards", type=int, metavar="N",
+                   help="split the extraction into N shards run by Dask workers, merged into "
+                        "one entry (default with --workers/--scheduler: twice the workers' "
+                        "threads, or the shards of an earlier run)")
+    g.add_argument("--workers", type=int, metavar="N",
+                   help="worker processes of the local Dask cluster to start (default 2)")
+    g.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run the shards on the Dask cluster of this scheduler, e.g. "
+                        "tcp://host:8786 (the cache folder must be shared with its workers)")
     p.add_argument("--quiet", "-q", action="store_true", help="print only the entry key")
     p.set_defaults(func=_extract, needs_tf=True)
 

@@ -18,7 +18,10 @@ __all__ = [
     "CacheError",
     "CacheCorruptedError",
     "CacheLockedError",
+    "ShardsIncompleteError",
+    "ShardsMissingError",
     "ImageReadError",
+    "MissingDependencyError",
 ]
 
 from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
@@ -66,3 +69,32 @@ class CacheCorruptedError(CacheError):
 
 class CacheLockedError(CacheError):
     """Another process is writing to the cache file."""
+
+
+class ShardsIncompleteError(CacheError):
+    """A sharded extraction cannot be merged or served: some shards are not complete.
+
+    Raised when merging a shard set with missing or unfinished shards, and when the
+    shards of a distributed extraction failed. :attr:`missing` holds the indices of
+    the shards concerned; running the extraction again re-extracts only those.
+    """
+
+    def __init__(self, message: str, missing: tuple[int, ...] | list[int] = ()) -> None:
+        super().__init__(message)
+        #: Indices of the shards that are missing, unfinished or unreadable.
+        self.missing: tuple[int, ...] = tuple(int(i) for i in missing)
+
+    def __reduce__(self) -> tuple[type, tuple[str, tuple[int, ...]]]:
+        return (type(self), (str(self), self.missing))
+
+
+class ShardsMissingError(ShardsIncompleteError, CacheCorruptedError):
+    """A merged (sharded) cache entry lost shard files: they were moved, deleted or damaged.
+
+    The entry is never served with the lost rows filled in; :attr:`missing` lists the
+    shards concerned.
+    """
+
+
+class MissingDependencyError(TransferkitError, ImportError):
+    """An optional dependency (such as matplotlib for plots) is not installed."""

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from ._validation import describe
-from .exceptions import InvalidInputError, InvalidTypeError, TransferkitError
+from .exceptions import InvalidInputError, InvalidTypeError, MissingDependencyError
 
 __all__ = [
     "MissingDependencyError",
@@ -42,10 +42,6 @@ _DPI = 100
 _GOOD = "#2ca02c"
 _BAD = "#d62728"
 _NEUTRAL = "#7f7f7f"
-
-
-class MissingDependencyError(TransferkitError, ImportError):
-    """An optional dependency (such as matplotlib for plots) is not installed."""
 
 
 # --------------------------------------------------------------------------- helpers
