@@ -89,3 +89,15 @@ def test_view_errors() -> None:
         stack_views(np.zeros((3, 4)), np.zeros(3))
     with pytest.raises(exc.InvalidInputError, match=r"`y` must have one label per image"):
         stack_views(np.zeros((2, 3, 4)), np.zeros(5))
+
+
+def test_views_of_a_trained_cifar_cnn_use_its_preset_batch_size(tmp_path) -> None:
+    from transferkit import CifarCNN
+
+    x, y = make_learnable(40, size=16, seed=3)
+    cnn = CifarCNN(preset="fast", conv_filters=(4, 8), epochs=1, random_state=0).fit(x, y)
+    assert cnn.batch_size is None  # the preset's (500) applies
+    assert with_view(cnn, "hflip").batch_size == 500
+    feats = extract_views(FeatureCache(tmp_path / "c.h5"), cnn, x)
+    assert feats.shape == (2, 40, 8)
+    np.testing.assert_allclose(feats[1], cnn.transform(x[:, :, ::-1]), atol=1e-5)

@@ -119,7 +119,10 @@ class ViewExtractor(BaseExtractor):
 
     @property
     def batch_size(self) -> int:  # type: ignore[override]
-        return int(self.extractor.batch_size)
+        return int(self.extractor._effective_batch_size())
+
+    def _effective_batch_size(self) -> int:
+        return self.batch_size
 
     @property
     def trainable(self) -> bool:  # type: ignore[override]

@@ -105,7 +105,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "architecture": "fast", "conv_filters": (64, 256, 256), "kernel_size": 3,
         "dense_units": (), "dropout": 0.0, "standardize": "dataset",
         "augment": ("flip", "translate"), "epochs": 10, "batch_size": 500,
-        "optimizer": "sgd", "learning_rate": 0.8, "weight_decay": 5e-3,
+        "optimizer": "sgd", "learning_rate": 0.8, "weight_decay": 1e-2,
         "label_smoothing": 0.2, "schedule": "one_cycle", "tta": True,
     },
 }
