@@ -100,6 +100,17 @@ def test_time_budget_chooses_epochs_to_end_within_it(data) -> None:
     assert cnn.schedule_steps_ == cnn.epochs_planned_ * steps
 
 
+def test_time_budget_without_epochs_is_not_capped_by_the_preset(data, monkeypatch) -> None:
+    from transferkit.extractors import cifar_cnn
+
+    (x, y), _ = data
+    monkeypatch.setattr(cifar_cnn, "_MAX_BUDGET_EPOCHS", 13)  # the preset says 10
+    cnn = CifarCNN(**TINY_FAST, max_minutes=0.5).fit(x[:64], y[:64])
+    assert cnn.epochs_planned_ == cnn.n_iter_ == 13
+    capped = CifarCNN(**TINY_FAST, epochs=2, max_minutes=0.5).fit(x[:64], y[:64])
+    assert capped.n_iter_ == 2  # an explicit `epochs` is the most the budget may use
+
+
 def test_time_budget_halves_the_fast_preset_when_too_few_epochs_fit(data, monkeypatch) -> None:
     from transferkit.extractors import cifar_cnn
 

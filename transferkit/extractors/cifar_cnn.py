@@ -117,6 +117,7 @@ _TRANSLATE = 0.0625  # 2 pixels of a 32-pixel side
 _WHITEN_EPS = 5e-4
 _WHITEN_SAMPLES = 5000
 #: Under a time budget, the fast preset halves its widths if fewer epochs fit.
+_MAX_BUDGET_EPOCHS = 100  # with a time budget and no explicit `epochs`
 _MIN_EPOCHS_FULL_WIDTH = 6
 _OPTIMIZERS = ("adam", "sgd")
 _SCHEDULES = ("constant", "one_cycle")
@@ -160,6 +161,9 @@ class CifarCNN(ClassifierMixin, BaseExtractor):
         Keras preprocessing layers applied in training only (the talk's three are
         flip, zoom and brightness).
     epochs : int, optional
+        Passes over the training images. With ``max_minutes`` and ``epochs`` left
+        unset, as many as fit in the budget (at most 100); with both set, at most
+        ``epochs``.
     batch_size : int, optional
         Images per step *per replica*: with a ``strategy`` of ``k`` replicas, each
         optimizer step processes a global batch of ``k * batch_size`` images, and an
@@ -577,6 +581,8 @@ class CifarCNN(ClassifierMixin, BaseExtractor):
             val = (val[0][:kept], val[1][:kept])
         steps = -(-len(x_arr) // bs)
         epochs = int(r["epochs"])
+        if self.max_minutes is not None and self.epochs is None:
+            epochs = _MAX_BUDGET_EPOCHS  # as many as fit: the budget decides, not the preset
         # The widths to try. Under a time budget, the fast preset's own widths are halved
         # when too few epochs of the full network fit: a narrower network trained for
         # more epochs is more accurate than a wide one stopped early.
