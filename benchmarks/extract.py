@@ -407,7 +407,7 @@ def main() -> None:  # noqa: C901 - one linear script
     p.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
     p.add_argument("--repeats", type=int, default=3, help="timed repeats per variant")
     p.add_argument("--n32", type=int, default=3072, help="images for VGG-16 at 32x32")
-    p.add_argument("--n96", type=int, default=256, help="images for VGG-16 at 96x96")
+    p.add_argument("--n96", type=int, default=768, help="images for VGG-16 at 96x96")
     p.add_argument("--lite0-n", type=int, default=1024, help="images for Lite0")
     p.add_argument("--lite0-size", type=int, default=128, help="Lite0 input size")
     p.add_argument("--rss-small", type=int, default=10_000)
@@ -515,7 +515,7 @@ def targets(rows: list[dict[str, Any]], mem: dict[str, dict[int, Any]], cifar: A
             args: argparse.Namespace) -> None:
     def show(what: str, value: float | None, goal: str, ok: bool | None) -> None:
         verdict = "n/a" if ok is None else ("met" if ok else "NOT met")
-        print(f"  {what:<58} {_fmt(value, '.2f'):>7}  target {goal:<8} {verdict}")
+        print(f"  {what:<58} {_fmt(value, '.3f'):>7}  target {goal:<8} {verdict}")
 
     def pick(size: int, variant: str, backbone: str = "VGG-16") -> dict[str, Any]:
         return next((r for r in rows if r["backbone"].startswith(backbone)

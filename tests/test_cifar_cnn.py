@@ -48,9 +48,23 @@ def test_fast_preset_learns_with_batch_norm_augmentation_and_tta(fast_model, dat
     assert fast_model.score(xt, yt) > 0.6  # chance: 1/3
     assert fast_model.transform(xt).shape == (96, 16)  # global max pool of the last block
     model = fast_model.model_
-    expected = (np.asarray(model(xt.astype("float32"), training=False))
-                + np.asarray(model(xt[:, :, ::-1].astype("float32"), training=False))) / 2
+
+    def mirrored(x):
+        return (np.asarray(model(x.astype("float32"), training=False))
+                + np.asarray(model(x[:, :, ::-1].astype("float32"), training=False))) / 2
+
+    # Half the weight on the image and its mirror, half on the 1-pixel shifts (trained
+    # with translations) and their mirrors.
+    padded = np.pad(xt, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
+    shifted = (mirrored(padded[:, :-2, :-2]) + mirrored(padded[:, 2:, 2:])) / 2
+    expected = 0.5 * mirrored(xt) + 0.5 * shifted
     np.testing.assert_allclose(fast_model.predict_proba(xt), expected, atol=1e-6)
+    flips_only = CifarCNN(**{**TINY_FAST, "augment": ("flip",)}, epochs=1).fit(xt, yt)
+    np.testing.assert_allclose(
+        flips_only.predict_proba(xt),
+        (np.asarray(flips_only.model_(xt.astype("float32"), training=False))
+         + np.asarray(flips_only.model_(xt[:, :, ::-1].astype("float32"), training=False))) / 2,
+        atol=1e-6)
     # augmentation is off at inference: predictions are deterministic
     np.testing.assert_array_equal(fast_model.predict_proba(xt), fast_model.predict_proba(xt))
 
