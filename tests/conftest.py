@@ -85,3 +85,34 @@ class NumpyExtractor(BaseExtractor):
             return x.mean(axis=(2, 4)).reshape(n, -1).astype(self.dtype).astype(np.float32)
 
         return forward
+
+
+# ------------------------------------------------- interrupting and counting extraction
+class Interrupt(Exception):
+    pass
+
+
+def interrupt_after(extractor, batches: int, error: type[BaseException] = Interrupt):
+    """Make `extractor.iter_features` raise after `batches` batches (the cache calls it)."""
+    original = type(extractor).iter_features
+
+    def iter_features(self, *args, **kwargs):
+        for i, item in enumerate(original(self, *args, **kwargs)):
+            if i == batches:
+                raise error("interrupted")
+            yield item
+
+    extractor.iter_features = iter_features.__get__(extractor)
+    return extractor
+
+
+def count_calls(extractor):
+    calls = []
+    original = type(extractor).iter_features
+
+    def iter_features(self, *args, **kwargs):
+        calls.append(kwargs.get("start", 0))
+        yield from original(self, *args, **kwargs)
+
+    extractor.iter_features = iter_features.__get__(extractor)
+    return calls

@@ -12,7 +12,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import make_images
+from conftest import Interrupt, count_calls, interrupt_after, make_images
 from sklearn.base import clone
 
 from transferkit import FeatureCache, VGG16Extractor
@@ -28,36 +28,6 @@ def vgg() -> VGG16Extractor:
 @pytest.fixture
 def cache(tmp_path) -> FeatureCache:
     return FeatureCache(tmp_path / "features.h5")
-
-
-class Interrupt(Exception):
-    pass
-
-
-def interrupt_after(extractor, batches: int, error: type[BaseException] = Interrupt):
-    """Make `extractor.iter_features` raise after `batches` batches (the cache calls it)."""
-    original = type(extractor).iter_features
-
-    def iter_features(self, *args, **kwargs):
-        for i, item in enumerate(original(self, *args, **kwargs)):
-            if i == batches:
-                raise error("interrupted")
-            yield item
-
-    extractor.iter_features = iter_features.__get__(extractor)
-    return extractor
-
-
-def count_calls(extractor):
-    calls = []
-    original = type(extractor).iter_features
-
-    def iter_features(self, *args, **kwargs):
-        calls.append(kwargs.get("start", 0))
-        yield from original(self, *args, **kwargs)
-
-    extractor.iter_features = iter_features.__get__(extractor)
-    return calls
 
 
 def test_miss_then_hit_never_runs_the_backbone_again(cache, vgg, images) -> None:

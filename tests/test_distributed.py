@@ -25,7 +25,7 @@ from _dist_helpers import (
     RecordingExtractor,
     synthetic_images,
 )
-from conftest import NumpyExtractor, make_images
+from conftest import Interrupt, NumpyExtractor, count_calls, interrupt_after, make_images
 
 from transferkit import FeatureCache, ImageStream, _shards
 from transferkit import distributed as dist
@@ -78,35 +78,6 @@ def _attempts(log: Path) -> list[tuple[int, str, int, int, str, int]]:
         pid, fp, n, start, threads, in_worker = line.split()
         rows.append((int(pid), fp, int(n), int(start), threads, int(in_worker)))
     return rows
-
-
-class Interrupt(Exception):
-    pass
-
-
-def interrupt_after(extractor, batches: int):
-    original = type(extractor).iter_features
-
-    def iter_features(self, *args, **kwargs):
-        for i, item in enumerate(original(self, *args, **kwargs)):
-            if i == batches:
-                raise Interrupt("interrupted")
-            yield item
-
-    extractor.iter_features = iter_features.__get__(extractor)
-    return extractor
-
-
-def count_calls(extractor):
-    calls = []
-    original = type(extractor).iter_features
-
-    def iter_features(self, *args, **kwargs):
-        calls.append(kwargs.get("start", 0))
-        yield from original(self, *args, **kwargs)
-
-    extractor.iter_features = iter_features.__get__(extractor)
-    return calls
 
 
 # ------------------------------------------------------------------------ the plan

@@ -12,7 +12,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import NumpyExtractor, make_images
+from conftest import Interrupt, NumpyExtractor, interrupt_after, make_images
 
 from transferkit import (
     EfficientNetLite0Extractor,
@@ -162,21 +162,6 @@ def test_bad_dtype_names_the_argument(factory) -> None:
 
 
 # ---------------------------------------------------------------------------- the cache
-class Interrupt(Exception):
-    pass
-
-
-def _interrupt_after(extractor, batches: int):
-    original = type(extractor).iter_features
-
-    def iter_features(self, *args, **kwargs):
-        for i, item in enumerate(original(self, *args, **kwargs)):
-            if i == batches:
-                raise Interrupt("interrupted")
-            yield item
-
-    extractor.iter_features = iter_features.__get__(extractor)
-    return extractor
 
 
 def test_resume_with_the_writer_thread_is_bit_identical(tmp_path, monkeypatch) -> None:
@@ -191,11 +176,11 @@ def test_resume_with_the_writer_thread_is_bit_identical(tmp_path, monkeypatch) -
 
     monkeypatch.setattr(h5py.File, "flush", slow_flush)
     with pytest.raises(Interrupt):
-        cache.extract(_interrupt_after(NumpyExtractor(batch_size=4), 6), x)
+        cache.extract(interrupt_after(NumpyExtractor(batch_size=4), 6), x)
     (entry,) = cache.entries(include_incomplete=True)
     assert entry.n_done == 24  # every batch computed before the exception was written
     with pytest.raises(Interrupt):  # resumed with another default batch size, interrupted
-        cache.extract(_interrupt_after(NumpyExtractor(batch_size=7), 3), x)
+        cache.extract(interrupt_after(NumpyExtractor(batch_size=7), 3), x)
     (entry,) = cache.entries(include_incomplete=True)
     assert entry.n_done == 36  # the stored batch size (4) was kept
     monkeypatch.setattr(h5py.File, "flush", real_flush)
@@ -313,7 +298,7 @@ def test_image_stream_from_a_function_and_from_a_generator(tmp_path) -> None:
     np.testing.assert_array_equal(stream[-1], x[-1])
     cache = FeatureCache(tmp_path / "c.h5")
     with pytest.raises(Interrupt):
-        cache.extract(_interrupt_after(NumpyExtractor(batch_size=8), 2), stream)
+        cache.extract(interrupt_after(NumpyExtractor(batch_size=8), 2), stream)
     np.testing.assert_array_equal(cache.extract(ext, stream), reference)  # resumed
     assert cache.key(ext, stream) != cache.key(ext, x)  # named by its fingerprint
 
