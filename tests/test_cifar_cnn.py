@@ -43,7 +43,7 @@ def test_presets_resolve_and_explicit_values_override() -> None:
 def test_fast_preset_learns_with_batch_norm_augmentation_and_tta(fast_model, data) -> None:
     _, (xt, yt) = data
     names = [layer.name for layer in fast_model.model_.layers]
-    assert any("random_flip" in n for n in names) and any("translation" in n for n in names)
+    assert "alternating_flip" in names and any("translation" in n for n in names)
     assert "block3b_bn" in names and "features" in names
     assert fast_model.score(xt, yt) > 0.6  # chance: 1/3
     assert fast_model.transform(xt).shape == (96, 16)  # global max pool of the last block
@@ -155,6 +155,62 @@ def test_patch_whitening_kernel_whitens_2x2_patches() -> None:
     out = (patches - patches.mean(0)) @ kernel.reshape(12, 24)[:, :12]
     np.testing.assert_allclose(np.cov(out, rowvar=False), np.eye(12), atol=1e-3)
     np.testing.assert_array_equal(kernel[..., 12:], -kernel[..., :12])
+
+
+def test_fast_convolutions_start_as_identity_maps() -> None:
+    from transferkit.extractors._layers import DiracUniform
+
+    kernel = np.asarray(DiracUniform(seed=3)((3, 3, 4, 6)))
+    for i in range(4):  # the first min(in, out) filters copy channel i through
+        expected = np.zeros((3, 3, 4))
+        expected[1, 1, i] = 1.0
+        np.testing.assert_array_equal(kernel[..., i], expected)
+    rest = kernel[..., 4:]
+    assert 0 < np.abs(rest).max() <= 1 / np.sqrt(3 * 3 * 4) and rest.std() > 0.05
+    np.testing.assert_array_equal(np.asarray(DiracUniform(seed=3)((3, 3, 4, 6))), kernel)
+    wide = np.asarray(DiracUniform(seed=3)((3, 3, 8, 2)))  # fewer outputs than inputs
+    assert wide[1, 1, 1, 1] == 1.0 and np.count_nonzero(wide) == 2
+    with pytest.raises(ValueError, match="4-D"):
+        DiracUniform()((3, 4))
+    untrained = CifarCNN(**TINY_FAST, epochs=1)._build_model(
+        (12, 12, 3), 3, np.zeros((4, 12, 12, 3), np.uint8))
+    block = untrained.get_layer("block2b").get_weights()[0]  # 16 -> 16 channels
+    np.testing.assert_array_equal(block[1, 1], np.eye(16))
+
+
+def test_alternating_flip_mirrors_every_other_epoch_in_training_only(data, monkeypatch) -> None:
+    from transferkit.extractors._layers import AlternatingFlip
+
+    images = np.arange(2 * 3 * 4 * 3, dtype="float32").reshape(2, 3, 4, 3)
+    layer = AlternatingFlip()
+    np.testing.assert_array_equal(np.asarray(layer(images, training=True)), images)
+    layer.mirrored.assign(1.0)
+    np.testing.assert_array_equal(np.asarray(layer(images, training=True)), images[:, :, ::-1])
+    np.testing.assert_array_equal(np.asarray(layer(images, training=False)), images)
+
+    (x, y), _ = data
+    before = x.copy()
+    seen = []  # the side each epoch trains on
+    from transferkit.extractors import cifar_cnn
+
+    original = cifar_cnn._alternating_flip_callback
+
+    def spy(layer):
+        callback = original(layer)
+        begin = callback.on_epoch_begin
+
+        def on_epoch_begin(epoch, logs=None):
+            begin(epoch, logs)
+            seen.append(float(layer.mirrored.numpy()))
+
+        callback.on_epoch_begin = on_epoch_begin
+        return callback
+
+    monkeypatch.setattr(cifar_cnn, "_alternating_flip_callback", spy)
+    cnn = CifarCNN(**TINY_FAST, epochs=3).fit(x[:64], y[:64])
+    assert seen == [0.0, 1.0, 0.0]
+    np.testing.assert_array_equal(x, before)  # the caller's images are not mirrored in place
+    assert cnn.model_.get_layer("alternating_flip").trainable_weights == []
 
 
 def test_talk_augmentations_and_validation_data_with_early_stopping(data) -> None:
