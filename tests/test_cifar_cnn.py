@@ -213,6 +213,41 @@ def test_alternating_flip_mirrors_every_other_epoch_in_training_only(data, monke
     assert cnn.model_.get_layer("alternating_flip").trainable_weights == []
 
 
+def test_lookahead_pulls_weights_towards_their_running_average() -> None:
+    import keras
+
+    from transferkit.extractors.cifar_cnn import _lookahead_callback
+
+    inputs = keras.Input((2,))
+    x = keras.layers.Dense(1, use_bias=False, kernel_initializer="zeros")(inputs)
+    model = keras.Model(inputs, keras.layers.BatchNormalization()(x))
+    kernel = model.layers[1].kernel
+    callback = _lookahead_callback(2, lambda: 8.0, start_epoch=1, every=2, decay=0.5, power=1)
+    callback.set_model(model)
+    callback.on_train_begin()
+    assert len(callback.variables) == 5  # kernel, gamma, beta + moving mean and variance
+    for step, w in enumerate([1.0, 2.0, 3.0, 4.0, 5.0, 6.0], start=1):
+        kernel.assign([[w], [w]])  # "training" moves the kernel to w
+        callback.on_train_batch_end(step - 1)
+        if step == 4:  # the first averaging step (after epoch 1): the average starts at w
+            np.testing.assert_allclose(np.asarray(kernel), [[4.0], [4.0]])
+    # step 6: rho = 0.5**2 * (6/8) = 0.1875 -> a = 0.1875 * 4 + 0.8125 * 6
+    np.testing.assert_allclose(np.asarray(kernel), [[0.1875 * 4 + 0.8125 * 6]] * 2, rtol=1e-6)
+    kernel.assign([[9.0], [9.0]])
+    callback.on_epoch_end(2)  # the epoch ends on the average, not on the last step
+    np.testing.assert_allclose(np.asarray(kernel), [[0.1875 * 4 + 0.8125 * 6]] * 2, rtol=1e-6)
+
+
+def test_fit_with_lookahead_and_boolean_switches_are_checked(data) -> None:
+    (x, y), (xt, yt) = data
+    cnn = CifarCNN(**TINY_FAST, epochs=5, lookahead=True).fit(x, y)
+    assert cnn.resolved_params()["lookahead"] is True and cnn.n_iter_ == 5
+    assert cnn.score(xt, yt) > 0.6
+    for name in ("lookahead", "tta"):
+        with pytest.raises(exc.InvalidTypeError, match=f"`{name}` must be True or False"):
+            CifarCNN(**TINY_FAST, epochs=1, **{name: "yes"}).fit(x[:20], y[:20])
+
+
 def test_talk_augmentations_and_validation_data_with_early_stopping(data) -> None:
     (x, y), (xt, yt) = data
     cnn = CifarCNN(

@@ -93,7 +93,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "dense_units": (256, 128), "dropout": 0.5, "standardize": "per_image",
         "augment": (), "epochs": 8, "batch_size": 64, "optimizer": "adam",
         "learning_rate": 1e-3, "weight_decay": 0.0, "label_smoothing": 0.0,
-        "schedule": "constant", "tta": False,
+        "schedule": "constant", "tta": False, "lookahead": False,
     },
     # A fast modern recipe for CPUs, after the fastest published CIFAR-10 recipes
     # (airbench, hlb-cifar10): a frozen 2x2 patch-whitening stem computed from the
@@ -107,7 +107,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "dense_units": (), "dropout": 0.0, "standardize": "dataset",
         "augment": ("alternating_flip", "translate"), "epochs": 10, "batch_size": 500,
         "optimizer": "sgd", "learning_rate": 0.8, "weight_decay": 1e-2,
-        "label_smoothing": 0.2, "schedule": "one_cycle", "tta": True,
+        "label_smoothing": 0.2, "schedule": "one_cycle", "tta": True, "lookahead": True,
     },
 }
 _AUGMENTATIONS = ("flip", "alternating_flip", "zoom", "brightness", "translate")
@@ -195,6 +195,11 @@ class CifarCNN(ClassifierMixin, BaseExtractor):
         image; if trained with ``"translate"``, half the weight goes to the image
         shifted one pixel up-left and down-right (reflect padding), each with its
         mirror image, as in the fastest published CIFAR-10 recipes.
+    lookahead : bool, optional
+        Lookahead weight averaging (as hlb-cifar10 and airbench do): from the fourth
+        epoch on, every 5 steps the weights (and batch-norm statistics) are replaced by
+        an exponential moving average of themselves, whose decay grows towards the end
+        of training; the final weights are that average.
     max_minutes : float, optional
         Time budget for ``fit``. The first batches are timed, then the number of epochs
         (and the schedule's length) is chosen so training ends well within the budget,
@@ -268,6 +273,7 @@ class CifarCNN(ClassifierMixin, BaseExtractor):
         label_smoothing: float | None = None,
         schedule: str | None = None,
         tta: bool | None = None,
+        lookahead: bool | None = None,
         max_minutes: float | None = None,
         validation_split: float = 0.0,
         early_stopping: bool = False,
@@ -291,6 +297,7 @@ class CifarCNN(ClassifierMixin, BaseExtractor):
         self.label_smoothing = label_smoothing
         self.schedule = schedule
         self.tta = tta
+        self.lookahead = lookahead
         self.max_minutes = max_minutes
         self.validation_split = validation_split
         self.early_stopping = early_stopping
@@ -354,6 +361,10 @@ class CifarCNN(ClassifierMixin, BaseExtractor):
                     f"`{name}` must be a {'positive' if positive else 'non-negative'} number; "
                     f"received {describe(v)}."
                 )
+        for name in ("tta", "lookahead"):
+            if not isinstance(r[name], bool | np.bool_):
+                raise InvalidTypeError(
+                    f"`{name}` must be True or False; received {describe(r[name])}.")
         if self.early_stopping and not self.validation_split and not has_validation_data:
             raise InvalidInputError(
                 "`early_stopping=True` needs held-out data: set `validation_split` > 0 or pass "
@@ -628,6 +639,12 @@ class CifarCNN(ClassifierMixin, BaseExtractor):
                 callbacks.append(budget.callback)
             if "alternating_flip" in r["augment"]:
                 callbacks.append(_alternating_flip_callback(model.get_layer("alternating_flip")))
+            if r["lookahead"]:
+                def total_steps(schedule: Any = schedule, fixed: int = steps * epochs) -> float:
+                    # the time budget may re-plan the schedule's length
+                    return float(schedule.total_steps.numpy()) if schedule else float(fixed)
+
+                callbacks.append(_lookahead_callback(steps, total_steps))
             if self.early_stopping:
                 callbacks.append(keras.callbacks.EarlyStopping(
                     monitor="val_accuracy", patience=int(self.patience),
@@ -833,6 +850,56 @@ def _alternating_flip_callback(layer: Any) -> Any:
     return _Callback()
 
 
+def _lookahead_callback(
+    steps_per_epoch: int, total_steps: Any, *, start_epoch: int = 3, every: int = 5,
+    decay: float = 0.95, power: float = 3.0,
+) -> Any:
+    """Keras callback: Lookahead weight averaging, as in hlb-cifar10 and airbench.
+
+    From epoch ``start_epoch`` (0-based) on, every ``every`` steps, an average ``a`` of
+    the weights moves towards them, ``a <- rho * a + (1 - rho) * w``, and the weights are
+    reset to it, with ``rho = decay**every * (step / total_steps())**power`` growing
+    over training; at each epoch's end the weights are set to ``a``. Averaged: trainable
+    weights and batch-norm moving statistics.
+    """
+    keras = import_keras()
+
+    class _Lookahead(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.step = 0
+            self.average: list[Any] | None = None
+            self.variables: list[Any] = []
+
+        def on_train_begin(self, logs: Any = None) -> None:
+            self.variables = list(self.model.trainable_weights) + [
+                v for layer in self.model.layers
+                if isinstance(layer, keras.layers.BatchNormalization)
+                for v in layer.non_trainable_weights]
+
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            self.step += 1
+            if self.step <= start_epoch * steps_per_epoch or self.step % every:
+                return
+            ops = keras.ops
+            if self.average is None:
+                self.average = [ops.copy(ops.convert_to_tensor(v)) for v in self.variables]
+                return
+            rho = decay**every * min(1.0, self.step / max(1.0, total_steps())) ** power
+            for i, v in enumerate(self.variables):
+                a = self.average[i]
+                a = a + (1.0 - rho) * (ops.convert_to_tensor(v) - a)
+                self.average[i] = a
+                v.assign(a)
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            if self.average is not None:
+                for v, a in zip(self.variables, self.average, strict=True):
+                    v.assign(a)
+
+    return _Lookahead()
+
+
 def _channel_stats(images: np.ndarray, block: int = 4096) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel mean and variance of uint8/float images, in blocks (flat memory)."""
     total = np.zeros(3)
@@ -942,12 +1009,14 @@ class _TimeBudget:
         self._epoch_times.append(now - self._last_epoch_end)
         self._last_epoch_end = now
         if self._decided:
-            epoch_s = max(self._epoch_times[-2:])  # the slower of the last two epochs
+            # A machine's speed may switch between levels (other jobs, shared cores):
+            # expect the mean epoch so far, or the last one if that was slower.
+            epoch_s = max(float(np.mean(self._epoch_times)), self._epoch_times[-1])
             left = _BUDGET_USE * self.budget_s - (now - self.t_start)
-            feasible = done + max(0, int(left // epoch_s))
-            if feasible < self.epochs:
+            feasible = min(self.max_epochs, done + max(0, int(left // epoch_s)))
+            if feasible != self.epochs:  # longer if it sped up, shorter if it slowed down
                 self.epochs = max(done, feasible)
-                if self.schedule is not None:  # finish the (shorter) schedule, not cut it
+                if self.schedule is not None:  # the schedule always ends at the last step
                     self.schedule.total_steps.assign(float(self.epochs * self.steps))
         if done >= self.epochs:
             model.stop_training = True
