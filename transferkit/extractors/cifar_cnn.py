@@ -642,7 +642,9 @@ class CifarCNN(ClassifierMixin, BaseExtractor):
             if r["lookahead"]:
                 def total_steps(schedule: Any = schedule, fixed: int = steps * epochs) -> float:
                     # the time budget may re-plan the schedule's length
-                    return float(schedule.total_steps.numpy()) if schedule else float(fixed)
+                    if schedule is None:
+                        return float(fixed)
+                    return float(schedule.total_steps.numpy())
 
                 callbacks.append(_lookahead_callback(steps, total_steps))
             if self.early_stopping:
