@@ -142,6 +142,30 @@ def test_time_budget_halves_the_fast_preset_when_too_few_epochs_fit(data, monkey
     assert mine.conv_filters_ == (8, 16, 16)
 
 
+def test_time_budget_replans_longer_or_shorter_as_the_machine_changes_speed(
+        monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    from transferkit.extractors import cifar_cnn
+
+    clock = [0.0]
+    monkeypatch.setattr(cifar_cnn, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    schedule = cifar_cnn.OneCycle(peak=1.0, total_steps=50)
+    budget = cifar_cnn._TimeBudget(100.0, 0.0, steps=10, epochs=50, schedule=schedule)
+    budget._decided, budget.epochs = True, 5  # as planned from the first batches
+    model = SimpleNamespace(stop_training=False)
+    plans = []
+    # Epoch times 20, 5, 35, 20 s; 95 s of the 100 s budget are planned.
+    for epoch, now in enumerate([20.0, 25.0, 60.0, 80.0]):
+        clock[0] = now
+        budget._epoch_end(epoch, model)
+        plans.append((budget.epochs, int(float(schedule.total_steps.numpy()))))
+    # 20 s/epoch: 75 s left -> 3 more; then 12.5 s (mean) -> 70 s left fits 5 more;
+    # then 35 s (the last, slower than the mean) -> 1 more; then 20 s: none.
+    assert plans == [(4, 40), (7, 70), (4, 40), (4, 40)]
+    assert model.stop_training  # 4 epochs done: the plan, and its schedule, are complete
+
+
 def test_patch_whitening_kernel_whitens_2x2_patches() -> None:
     from transferkit.extractors.cifar_cnn import _patch_whitening_kernel
 

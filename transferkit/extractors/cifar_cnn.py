@@ -203,7 +203,9 @@ class CifarCNN(ClassifierMixin, BaseExtractor):
     max_minutes : float, optional
         Time budget for ``fit``. The first batches are timed, then the number of epochs
         (and the schedule's length) is chosen so training ends well within the budget,
-        never cut off mid-schedule; it is re-planned after every epoch. With the
+        never cut off mid-schedule; it is re-planned after every epoch from the mean
+        epoch time (or the last epoch's, if slower): longer if the machine sped up,
+        shorter if it slowed down, at most ``epochs``. With the
         ``"fast"`` preset's own widths (``conv_filters`` not set), if fewer than 6
         epochs of the network fit, it switches to half the widths (more epochs of a
         narrower network are more accurate); ``conv_filters_`` tells which ran. The
