@@ -119,7 +119,10 @@ class _CompiledForward:
                 fn = self._traced.get(key)
                 if fn is None:
                     spec = tf.TensorSpec((None, key[1], key[2], 3), getattr(tf, kind))
-                    fn = tf.function(self.python_function, input_signature=[spec])
+                    # No autograph: forward functions are straight-line model calls, and
+                    # converting closures warns ("closure mismatch") for nothing.
+                    fn = tf.function(
+                        self.python_function, input_signature=[spec], autograph=False)
                     self._traced[key] = fn
         return fn(x)
 
