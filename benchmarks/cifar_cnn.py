@@ -48,6 +48,7 @@ def main() -> None:
     p.add_argument("--runs", nargs="+", default=["talk", "fast:5", "fast:30"])
     p.add_argument("--train-size", type=int, default=None)
     p.add_argument("--no-head", action="store_true", help="skip the head-on-trunk check")
+    p.add_argument("--seed", type=int, default=0, help="random_state of every run")
     p.add_argument("--verbose", type=int, default=2)
     args = p.parse_args()
     (x_train, y_train), (x_test, y_test) = load_cifar10(args.data)
@@ -58,7 +59,7 @@ def main() -> None:
     for run in args.runs:
         preset, _, minutes = run.partition(":")
         cnn = CifarCNN(preset=preset, max_minutes=float(minutes) if minutes else None,
-                       random_state=0, verbose=args.verbose)
+                       random_state=args.seed, verbose=args.verbose)
         t = time.perf_counter()
         cnn.fit(x_train, y_train)
         train_s = time.perf_counter() - t
