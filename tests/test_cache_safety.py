@@ -34,11 +34,16 @@ _WRITER = textwrap.dedent(
     from conftest import NumpyExtractor
     from transferkit import FeatureCache
     n, delay = int(sys.argv[2]), float(sys.argv[3])
+    build_delay = float(sys.argv[4]) if len(sys.argv) > 4 else 0.0
     x = np.random.default_rng(0).integers(0, 256, (n, 16, 16, 3), dtype=np.uint8)
-    ext = NumpyExtractor(batch_size=8, delay=delay)
+    ext = NumpyExtractor(batch_size=8, delay=delay, build_delay=build_delay)
     cache = FeatureCache(sys.argv[1])
     print("ready", flush=True)
-    cache.extract(ext, x)
+    try:
+        cache.extract(ext, x)
+    except SystemExit as stop:  # SIGTERM: exits 143 after saying what was kept
+        print(stop, file=sys.stderr, flush=True)
+        raise
     print("done", flush=True)
     """
 )
@@ -48,11 +53,13 @@ def _images(n: int) -> np.ndarray:
     return np.random.default_rng(0).integers(0, 256, (n, 16, 16, 3), dtype=np.uint8)
 
 
-def _start_writer(tmp_path: Path, cache_path: Path, n: int, delay: float) -> subprocess.Popen:
+def _start_writer(
+    tmp_path: Path, cache_path: Path, n: int, delay: float, build_delay: float = 0.0
+) -> subprocess.Popen:
     script = tmp_path / "writer.py"
     script.write_text(_WRITER.format(tests=str(TESTS)))
     proc = subprocess.Popen(
-        [sys.executable, str(script), str(cache_path), str(n), str(delay)],
+        [sys.executable, str(script), str(cache_path), str(n), str(delay), str(build_delay)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     line = proc.stdout.readline()
@@ -93,6 +100,80 @@ def test_sigkill_at_random_points_never_loses_or_corrupts(tmp_path) -> None:
     ext = NumpyExtractor(batch_size=8)
     np.testing.assert_array_equal(FeatureCache(path).extract(ext, x), reference)
     print(f"{kills} SIGKILLs survived; last resume point {last_done}/{n}")
+
+
+def test_sigkill_while_the_file_is_created_leaves_a_usable_cache(tmp_path) -> None:
+    # The backbone builds for a while (VGG-16 takes seconds on a slow host): the file
+    # must not sit half-created meanwhile. Kill the writer the moment the file appears,
+    # and while the model builds in a second process that finds the file already there.
+    x = _images(40)
+    reference = NumpyExtractor(batch_size=8).transform(x)
+    path = tmp_path / "new.h5"
+    proc = _start_writer(tmp_path, path, n=40, delay=0.5, build_delay=1.0)
+    deadline = time.monotonic() + 60
+    while not path.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.001)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert path.exists(), proc.stderr.read()[-2000:]
+    entries = FeatureCache(path).entries(include_incomplete=True)  # opens: not truncated
+    assert all(not e.complete for e in entries)
+    # Killed while building, with the file present: the file is untouched and usable.
+    proc = _start_writer(tmp_path, path, n=40, delay=0.5, build_delay=5.0)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    ext = NumpyExtractor(batch_size=8)
+    np.testing.assert_array_equal(FeatureCache(path).extract(ext, x), reference)
+
+
+def test_sigterm_stops_cleanly_keeping_every_computed_batch(tmp_path) -> None:
+    x = _images(400)
+    reference = NumpyExtractor(batch_size=8).transform(x)
+    path = tmp_path / "term.h5"
+    proc = _start_writer(tmp_path, path, n=400, delay=0.05)
+    cache = FeatureCache(path)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # wait for a few flushed batches
+        if path.exists():
+            partial = cache.entries(include_incomplete=True)
+            if partial and partial[0].n_done >= 24:
+                break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err[-2000:]  # 128 + SIGTERM, as a terminated process
+    assert "terminated (SIGTERM) after" in err and "call `extract` again" in err
+    assert "done" not in out
+    (entry,) = cache.entries(include_incomplete=True)
+    assert 24 <= entry.n_done < 400 and entry.n_done % 8 == 0
+    with h5py.File(path, "r") as f:
+        stored = f["entries"][entry.key]["features"][: entry.n_done]
+    np.testing.assert_array_equal(stored, reference[: entry.n_done])
+    np.testing.assert_array_equal(cache.extract(NumpyExtractor(batch_size=8), x), reference)
+
+
+def test_sigterm_handler_is_restored_and_an_application_handler_is_kept() -> None:
+    from transferkit._signals import sigterm_raises
+    from transferkit.exceptions import Terminated
+
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    with sigterm_raises():
+        with pytest.raises(Terminated) as info:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler raises before this ends
+        assert info.value.code == 143 and isinstance(info.value, SystemExit)
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+    def mine(signum, frame):
+        pass
+
+    previous = signal.signal(signal.SIGTERM, mine)
+    try:
+        with sigterm_raises():
+            assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def test_readers_see_complete_entries_while_a_writer_works(tmp_path) -> None:

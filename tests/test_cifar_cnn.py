@@ -108,10 +108,61 @@ def test_time_budget_chooses_epochs_to_end_within_it(data) -> None:
     x, y = np.concatenate([x] * 4), np.concatenate([y] * 4)
     cnn = CifarCNN(**TINY_FAST, epochs=500, max_minutes=0.25).fit(x, y)
     assert 1 <= cnn.epochs_planned_ < 500
-    assert cnn.n_iter_ == cnn.epochs_planned_  # the whole (shortened) schedule ran
     assert cnn.fit_seconds_ < 0.25 * 60
     steps = -(-len(x) // 32)
     assert cnn.schedule_steps_ == cnn.epochs_planned_ * steps
+
+
+def _simulate_fit(monkeypatch, *, budget_s, steps, epochs, batch_s, trace_s=0.0, setup_s=0.0,
+                  schedule=True):
+    """Drive the time budget as Keras' fit loop does, on a fake clock.
+
+    ``batch_s(epoch, batch)`` is the seconds one batch takes; the first batch also traces
+    (``trace_s``), and ``setup_s`` passes before it (importing, building). Returns the
+    budget, the plan after each epoch, the seconds used, and the schedule's final length.
+    """
+    from types import SimpleNamespace
+
+    from transferkit.extractors import cifar_cnn
+
+    clock = [0.0]
+    monkeypatch.setattr(cifar_cnn, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    sched = cifar_cnn.OneCycle(peak=1.0, total_steps=steps * epochs) if schedule else None
+    budget = cifar_cnn._TimeBudget(budget_s, 0.0, steps=steps, epochs=epochs, schedule=sched)
+    model = SimpleNamespace(stop_training=False)
+    clock[0] = setup_s
+    plans = []
+    for epoch in range(epochs):
+        for batch in range(steps):
+            budget._batch_begin(batch)
+            clock[0] += batch_s(epoch, batch) + (trace_s if epoch == batch == 0 else 0.0)
+            budget._batch_end(batch, model)
+            if model.stop_training:
+                break
+        budget._epoch_end(epoch, model)
+        plans.append(budget.epochs)
+        if model.stop_training:
+            break
+    length = int(float(sched.total_steps.numpy())) if schedule else None
+    return budget, plans, clock[0], length
+
+
+def test_time_budget_counts_tracing_once_on_a_slow_host(monkeypatch) -> None:
+    # A slow host: 5 s to import and build, 20 s to trace, then 0.5 s per batch.
+    budget, plans, used, length = _simulate_fit(
+        monkeypatch, budget_s=120.0, steps=10, epochs=100, batch_s=lambda e, b: 0.5,
+        trace_s=20.0, setup_s=5.0)
+    # 114 s planned: 30 s for the first epoch (setup + trace), then 5 s per epoch.
+    assert len(plans) == plans[-1] >= 16 and used <= 0.95 * 120.0
+    assert max(plans) - min(plans) <= 1  # a steady machine gets a steady plan
+    assert length == plans[-1] * 10  # the whole schedule ran, ending at its last step
+    assert not budget.cut_short
+    # Before, the first epoch's 30 s were taken as every epoch's: the plan fell to 3
+    # epochs, and with a 2-minute trace on a 3-minute budget to a single epoch.
+    _, plans, used, _ = _simulate_fit(
+        monkeypatch, budget_s=180.0, steps=10, epochs=100, batch_s=lambda e, b: 0.5,
+        trace_s=120.0)
+    assert len(plans) >= 9 and used <= 0.95 * 180.0
 
 
 def test_time_budget_without_epochs_is_not_capped_by_the_preset(data, monkeypatch) -> None:
@@ -119,10 +170,44 @@ def test_time_budget_without_epochs_is_not_capped_by_the_preset(data, monkeypatc
 
     (x, y), _ = data
     monkeypatch.setattr(cifar_cnn, "_MAX_BUDGET_EPOCHS", 13)  # the preset says 10
-    cnn = CifarCNN(**TINY_FAST, max_minutes=0.5).fit(x[:64], y[:64])
+    # Whatever the machine's speed, a budget of 10 minutes fits 13 epochs of 64 images.
+    cnn = CifarCNN(**TINY_FAST, max_minutes=10).fit(x[:64], y[:64])
     assert cnn.epochs_planned_ == cnn.n_iter_ == 13
-    capped = CifarCNN(**TINY_FAST, epochs=2, max_minutes=0.5).fit(x[:64], y[:64])
+    capped = CifarCNN(**TINY_FAST, epochs=2, max_minutes=10).fit(x[:64], y[:64])
     assert capped.n_iter_ == 2  # an explicit `epochs` is the most the budget may use
+
+
+def test_time_budget_stops_mid_epoch_only_as_a_last_resort(monkeypatch) -> None:
+    # Planned at 1 s per batch; in epoch 10 the machine becomes 20 times slower, so that
+    # epoch alone would take 200 s: training stops when the next batch would overrun.
+    budget, plans, used, _ = _simulate_fit(
+        monkeypatch, budget_s=200.0, steps=10, epochs=100,
+        batch_s=lambda e, b: 1.0 if e < 10 else 20.0, trace_s=2.0)
+    assert budget.cut_short and 180.0 <= used <= 200.0
+    assert plans[0] >= 15 and len(plans) == 11
+    # A slow-down between epochs is met by a shorter plan instead: no cut.
+    budget, plans, used, length = _simulate_fit(
+        monkeypatch, budget_s=200.0, steps=10, epochs=100,
+        batch_s=lambda e, b: 1.0 if e < 3 else 4.0, trace_s=2.0)
+    assert not budget.cut_short and used <= 190.0 and length == 10 * len(plans)
+
+
+def test_time_budget_warns_when_cut_short(data, monkeypatch) -> None:
+    from transferkit.extractors import cifar_cnn
+
+    (x, y), _ = data
+
+    def slows_down(self, batch, model):  # as if every batch ended past the budget
+        self.cut_short = self._decided
+        if self.cut_short:
+            model.stop_training = True
+        else:
+            original(self, batch, model)
+
+    original = cifar_cnn._TimeBudget._batch_end
+    monkeypatch.setattr(cifar_cnn._TimeBudget, "_batch_end", slows_down)
+    with pytest.warns(UserWarning, match=r"stopped training in epoch \d of \d.*max_minutes=5"):
+        CifarCNN(**TINY_FAST, epochs=3, max_minutes=5).fit(x[:64], y[:64])
 
 
 def test_time_budget_halves_the_fast_preset_when_too_few_epochs_fit(data, monkeypatch) -> None:
@@ -144,26 +229,15 @@ def test_time_budget_halves_the_fast_preset_when_too_few_epochs_fit(data, monkey
 
 def test_time_budget_replans_longer_or_shorter_as_the_machine_changes_speed(
         monkeypatch) -> None:
-    from types import SimpleNamespace
-
-    from transferkit.extractors import cifar_cnn
-
-    clock = [0.0]
-    monkeypatch.setattr(cifar_cnn, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
-    schedule = cifar_cnn.OneCycle(peak=1.0, total_steps=50)
-    budget = cifar_cnn._TimeBudget(100.0, 0.0, steps=10, epochs=50, schedule=schedule)
-    budget._decided, budget.epochs = True, 5  # as planned from the first batches
-    model = SimpleNamespace(stop_training=False)
-    plans = []
-    # Epoch times 20, 5, 35, 20 s; 95 s of the 100 s budget are planned.
-    for epoch, now in enumerate([20.0, 25.0, 60.0, 80.0]):
-        clock[0] = now
-        budget._epoch_end(epoch, model)
-        plans.append((budget.epochs, int(float(schedule.total_steps.numpy()))))
-    # 20 s/epoch: 75 s left -> 3 more; then 12.5 s (mean) -> 70 s left fits 5 more;
-    # then 35 s (the last, slower than the mean) -> 1 more; then 20 s: none.
-    assert plans == [(4, 40), (7, 70), (4, 40), (4, 40)]
-    assert model.stop_training  # 4 epochs done: the plan, and its schedule, are complete
+    # Epochs of 10 batches at 2, 0.5, 3.5, then 2 s per batch: 20, 5, 35, 20 s.
+    speeds = [2.0, 0.5, 3.5] + [2.0] * 100
+    budget, plans, used, length = _simulate_fit(
+        monkeypatch, budget_s=100.0, steps=10, epochs=50, batch_s=lambda e, b: speeds[e])
+    # Planned at 2 s per batch (21.6 s per epoch with overhead): 4 epochs. After the fast
+    # epoch (a 12.5 s mean), 70 s left fit 5 more: 7. After the slow one (35 s, slower
+    # than the mean), 1 more: 4. Then 20 s per epoch with 20 s left: none.
+    assert plans == [4, 7, 4, 4]
+    assert length == 40 and used <= 95.0 and not budget.cut_short
 
 
 def test_patch_whitening_kernel_whitens_2x2_patches() -> None:

@@ -56,6 +56,7 @@ import os
 import platform
 import shutil
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +69,7 @@ from . import __version__, _shards
 from ._cost import CHUNK_BYTES, chunk_rows
 from ._hashing import hash_images, hash_json
 from ._pipeline import BackgroundWriter, ImageStream
+from ._signals import sigterm_raises
 from ._validation import check_images, check_positive_int, describe
 from .exceptions import (
     CacheCorruptedError,
@@ -76,6 +78,7 @@ from .exceptions import (
     InvalidInputError,
     InvalidTypeError,
     ShardsMissingError,
+    Terminated,
 )
 
 __all__ = ["FeatureCache", "CacheEntry", "ImageStream", "LazyFeatures", "FORMAT_VERSION"]
@@ -325,6 +328,15 @@ class FeatureCache:
         self.path = Path(path)
         self.compression = compression
         self._sync: _FileLock | None = None
+        self._check_not_a_directory()
+
+    def _check_not_a_directory(self) -> None:
+        if self.path.is_dir():
+            raise InvalidInputError(
+                f"`path` must name a cache file, not a directory; received {str(self.path)!r}, "
+                "which is a directory. Pass a file path inside it, e.g. "
+                f"{str(self.path / 'features.h5')!r}."
+            )
 
     def __repr__(self) -> str:
         return f"FeatureCache({str(self.path)!r})"
@@ -339,10 +351,13 @@ class FeatureCache:
         backbone computes. A reader therefore opens the file between two flushed
         batches: it sees complete entries as they are, in-progress ones as incomplete.
         """
+        self._check_not_a_directory()
         if mode == "r" and not self.path.exists():
             raise CacheError(f"The feature cache {str(self.path)!r} does not exist yet.")
         if mode != "r":
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not self.path.exists():
+                self._create_file()
         sync = _FileLock(self.path, ".sync")
         sync.acquire(shared=mode == "r")
         try:
@@ -352,6 +367,36 @@ class FeatureCache:
         finally:
             self._sync = None
             sync.release()
+
+    def _create_file(self) -> None:
+        """Create an empty cache file that is complete the moment it appears.
+
+        The file is written and closed under a temporary name, then linked into place,
+        so a process killed at any moment leaves either no file or a valid empty cache,
+        never a half-written HDF5 header. Linking never replaces a file that appeared
+        meanwhile.
+        """
+        tmp = self.path.with_name(f".{self.path.name}.new-{os.getpid()}")
+        try:
+            with h5py.File(tmp, "w") as f:
+                f.attrs["format"] = FORMAT_NAME
+                f.attrs["format_version"] = FORMAT_VERSION
+                f.create_group("entries")
+            try:
+                os.link(tmp, self.path)
+            except FileExistsError:
+                pass  # another process created it first: use theirs
+            except OSError:  # no hard links on this file system: we hold the writer lock
+                if not self.path.exists():
+                    os.replace(tmp, self.path)
+        except PermissionError as exc:
+            raise CacheError(
+                f"Cannot create the feature cache {str(self.path)!r}: permission denied. "
+                "Choose a writable location for the cache file (the `path` argument)."
+            ) from exc
+        finally:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
 
     @contextlib.contextmanager
     def _open_locked(self, mode: str) -> Iterator[h5py.File]:
@@ -490,32 +535,88 @@ class FeatureCache:
         key = self._key(fp, data_fp)
 
         hit = self._find_complete(key)
-        if hit is not None and labels_arr is None and class_names is None:
-            return self.load(key, lazy=lazy)
+        if hit is not None and self._labels_stored(key, labels_arr, class_names):
+            return self.load(key, lazy=lazy)  # a hit needs no write access
+        if hit is not None:
+            return self._hit_with_new_labels(key, labels_arr, class_names, lazy=lazy)
 
-        with _writer_lock(self.path), self._open("a") as f:
-            group = f.require_group("entries")
-            entry = group.get(key)
-            if entry is not None and not self._entry_is_valid(entry, n):
-                del group[key]  # an entry damaged before its first flush: rebuild it
-                entry = None
-            created = entry is None
-            if entry is None:
-                entry = self._create_entry(group, key, extractor, images, fp, data_fp, bs)
-            if labels_arr is not None:
-                self._write_labels(entry, labels_arr)
+        with sigterm_raises():
+            # Everything slow (building the backbone to learn its output width) happens
+            # before the file is opened for writing: the file is never held open with
+            # unflushed changes while a model builds.
+            size = (int(images.shape[1]), int(images.shape[2]))
+            d = int(extractor.output_dim(size))
+            config = extractor.describe()
+            bs = self._default_batch_size(extractor, bs)
+            with _writer_lock(self.path), self._open("a") as f:
+                group = f.require_group("entries")
+                entry = group.get(key)
+                if entry is not None and not self._entry_is_valid(entry, n):
+                    del group[key]  # an entry damaged before its first flush: rebuild it
+                    entry = None
+                created = entry is None
+                if entry is None:
+                    entry = self._create_entry(group, key, images, config, fp, data_fp, d, bs)
+                if labels_arr is not None:
+                    self._write_labels(entry, labels_arr)
+                if class_names is not None:
+                    entry.attrs["class_names"] = json.dumps(class_names)
+                f.flush()
+                if not bool(entry.attrs["complete"]):
+                    try:
+                        self._fill(f, entry, extractor, images, verbose=verbose)
+                    except BaseException as exc:
+                        done = int(entry["progress"][()])
+                        if created and done == 0:
+                            # Nothing computed (e.g. an unreadable image in the first
+                            # batch): leave no empty entry behind.
+                            del group[key]
+                            f.flush()
+                        if isinstance(exc, Terminated):
+                            raise Terminated(
+                                f"terminated (SIGTERM) after {done} of {n} images were "
+                                f"stored in {str(self.path)!r}; call `extract` again with "
+                                "the same extractor and images to resume"
+                            ) from exc
+                        raise
+        return self.load(key, lazy=lazy)
+
+    def _labels_stored(
+        self, key: str, labels: np.ndarray | None, class_names: list[str] | None
+    ) -> bool:
+        """Whether entry ``key`` already holds these labels and class names (or none are given)."""
+        if labels is None and class_names is None:
+            return True
+        with self._open("r") as f:
+            entry = self._entry(f, key, need_complete=False)
             if class_names is not None:
-                entry.attrs["class_names"] = json.dumps(class_names)
-            f.flush()
-            if not bool(entry.attrs["complete"]):
-                try:
-                    self._fill(f, entry, extractor, images, verbose=verbose)
-                except (InvalidInputError, InvalidTypeError):
-                    # Bad images found in the first batch: leave no empty entry behind.
-                    if created and int(entry["progress"][()]) == 0:
-                        del group[key]
-                        f.flush()
-                    raise
+                stored = entry.attrs.get("class_names")
+                if stored is None or json.loads(stored) != list(class_names):
+                    return False
+            if labels is not None:
+                if "labels" not in entry:
+                    return False
+                if not self._same_labels(entry["labels"], labels):
+                    return False
+        return True
+
+    def _hit_with_new_labels(
+        self, key: str, labels: np.ndarray | None, class_names: list[str] | None, *,
+        lazy: bool,
+    ) -> np.ndarray | LazyFeatures:
+        """A complete entry asked for with other labels: store them, if the file allows."""
+        try:
+            self._store_labels(key, labels, class_names)
+        except (CacheError, OSError) as exc:
+            if isinstance(exc, CacheLockedError):
+                raise
+            warnings.warn(
+                f"The features of entry {key!r} are read from {str(self.path)!r}, but the "
+                f"labels given with them could not be stored there ({exc}); they are not "
+                "needed to read the features. Pass `labels` to the head yourself, or use a "
+                "writable copy of the cache to keep them with the entry.",
+                UserWarning, stacklevel=3,
+            )
         return self.load(key, lazy=lazy)
 
     @classmethod
@@ -581,15 +682,14 @@ class FeatureCache:
         self,
         group: h5py.Group,
         key: str,
-        extractor: Any,
         images: Any,
+        config: dict[str, Any],
         fp: str,
         data_fp: str,
-        batch_size: int | None,
+        d: int,
+        batch_size: int,
     ) -> h5py.Group:
         n = int(images.shape[0])
-        d = int(extractor.output_dim((int(images.shape[1]), int(images.shape[2]))))
-        bs = self._default_batch_size(extractor, batch_size)
         entry = group.create_group(key)
         rows = chunk_rows(n, d)
         entry.create_dataset(
@@ -598,10 +698,9 @@ class FeatureCache:
             fletcher32=True,  # per-chunk checksums: damaged data raises instead of lying
         )
         entry.create_dataset("progress", data=np.int64(0))
-        config = extractor.describe()
         entry.attrs.update(
             {
-                "extractor": str(config.get("extractor", type(extractor).__name__)),
+                "extractor": str(config.get("extractor", "")),
                 "extractor_config": json.dumps(config, sort_keys=True, default=str),
                 "extractor_fingerprint": fp,
                 "data_fingerprint": data_fp,
@@ -609,7 +708,7 @@ class FeatureCache:
                 "image_shape": json.dumps([int(s) for s in images.shape[1:]]),
                 "image_dtype": str(np.dtype(images.dtype)),
                 "feature_dim": d,
-                "batch_size": bs,
+                "batch_size": int(batch_size),
                 "versions": json.dumps(_versions()),
                 "created": _now(),
                 "complete": False,
@@ -619,13 +718,18 @@ class FeatureCache:
         return entry
 
     @staticmethod
-    def _write_labels(entry: h5py.Group, labels: np.ndarray) -> None:
+    def _same_labels(old: h5py.Dataset, labels: np.ndarray) -> bool:
+        """Whether the stored labels ``old`` equal ``labels`` (as checked by _check_labels)."""
+        if old.shape != labels.shape or old.dtype.kind != labels.dtype.kind:
+            return False
+        stored = old.asstr()[()] if old.dtype.kind == "O" else old[()]
+        return bool(np.array_equal(stored, labels.astype(stored.dtype, copy=False)))
+
+    @classmethod
+    def _write_labels(cls, entry: h5py.Group, labels: np.ndarray) -> None:
         if "labels" in entry:
-            old = entry["labels"]
-            if old.shape == labels.shape and old.dtype.kind == labels.dtype.kind:
-                stored = old.asstr()[()] if old.dtype.kind == "O" else old[()]
-                if np.array_equal(stored, labels.astype(stored.dtype, copy=False)):
-                    return
+            if cls._same_labels(entry["labels"], labels):
+                return
             del entry["labels"]
         entry.create_dataset("labels", data=labels)
 
@@ -759,6 +863,7 @@ class FeatureCache:
         """
         report: dict[str, Any] = {"kept": [], "dropped": [], "backup": None,
                                   "shard_backups": []}
+        self._check_not_a_directory()  # never set a folder aside as a "damaged" cache
         with _writer_lock(self.path):
             if not self.path.exists():
                 return report

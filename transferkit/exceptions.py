@@ -22,6 +22,7 @@ __all__ = [
     "ShardsMissingError",
     "ImageReadError",
     "MissingDependencyError",
+    "Terminated",
 ]
 
 from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
@@ -98,3 +99,21 @@ class ShardsMissingError(ShardsIncompleteError, CacheCorruptedError):
 
 class MissingDependencyError(TransferkitError, ImportError):
     """An optional dependency (such as matplotlib for plots) is not installed."""
+
+
+class Terminated(SystemExit):
+    """SIGTERM arrived (a batch scheduler or container stopping the job).
+
+    Raised in place of the default instant death, so work in progress is saved first
+    (a feature extraction writes every batch it computed). A ``SystemExit`` with code
+    143 (128 + SIGTERM): left uncaught, the process exits as a terminated one would.
+    It is not a :class:`TransferkitError`, for the same reason ``KeyboardInterrupt`` is
+    not an ``Exception``: ``except Exception`` must not swallow it.
+    """
+
+    def __init__(self, message: str = "terminated (SIGTERM)") -> None:
+        super().__init__(143)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message

@@ -6,6 +6,7 @@ import json
 import os
 import tempfile
 import time
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -201,11 +202,15 @@ class CifarCNN(ClassifierMixin, BaseExtractor):
         an exponential moving average of themselves, whose decay grows towards the end
         of training; the final weights are that average.
     max_minutes : float, optional
-        Time budget for ``fit``. The first batches are timed, then the number of epochs
-        (and the schedule's length) is chosen so training ends well within the budget,
-        never cut off mid-schedule; it is re-planned after every epoch from the mean
-        epoch time (or the last epoch's, if slower): longer if the machine sped up,
-        shorter if it slowed down, at most ``epochs``. With the
+        Time budget for the whole of ``fit``, importing TensorFlow, building and
+        tracing the model included. The first batches are timed, then the number of
+        epochs (and the schedule's length) is chosen so training ends well within the
+        budget (95% of it is planned); tracing, a one-off cost that is large on a slow
+        CPU, is counted once, not in every epoch. The plan is re-made after every epoch
+        from the mean epoch time (or the last epoch's, if slower): longer if the machine
+        sped up, shorter if it slowed down, at most ``epochs``. Only if the machine
+        slows down sharply within an epoch does training stop mid-schedule, with a
+        warning, when the next batch would end past the budget. With the
         ``"fast"`` preset's own widths (``conv_filters`` not set), if fewer than 6
         epochs of the network fit, it switches to half the widths (more epochs of a
         narrower network are more accurate); ``conv_filters_`` tells which ran. The
@@ -555,8 +560,8 @@ class CifarCNN(ClassifierMixin, BaseExtractor):
         -------
         self
         """
+        t_start = time.perf_counter()  # the budget counts importing and building too
         keras = import_keras()
-        t_start = time.perf_counter()
         self._validate_params(has_validation_data=validation_data is not None)
         r = self.resolved_params()
         images = check_images(X, name="X", min_size=self._min_size_for_input())
@@ -676,6 +681,15 @@ class CifarCNN(ClassifierMixin, BaseExtractor):
         self.weights_hash_ = hash_arrays(model.get_weights())
         self.fit_seconds_ = time.perf_counter() - t_start
         self.__dict__.pop("_forward_cache", None)
+        if budget is not None and budget.cut_short:
+            warnings.warn(
+                f"CifarCNN stopped training in epoch {self.n_iter_} of {budget.epochs}, before "
+                f"its schedule ended, to finish within max_minutes={self.max_minutes}: the "
+                "machine ran slower than its earlier batches promised (other jobs, or the "
+                "one-off build took most of the budget). Give it more time, or expect "
+                "lower accuracy than a completed schedule gives.",
+                UserWarning, stacklevel=2,
+            )
         return self
 
     def _build_forward(self, image_size: tuple[int, int]) -> Any:
@@ -966,9 +980,21 @@ def OneCycle(peak: float, total_steps: int, warmup: float = 0.2) -> Any:  # noqa
 
 
 class _TimeBudget:
-    """Keras callback: time the first batches, then fit the epochs into the budget."""
+    """Keras callback: time the first batches, then fit the epochs into the budget.
+
+    The budget counts everything from the start of ``fit``: importing TensorFlow,
+    building the model, tracing it (the first batch) and any validation. Tracing is a
+    one-off cost, large on a slow CPU, so epoch times are planned from steady batches
+    only: the first epoch counts without its first batch's excess, later epochs are
+    measured whole. Plans are re-made at every epoch's end (shorter if the
+    machine slowed down, longer if it sped up; the schedule always ends at the last
+    step), and training stops mid-epoch only as a last resort, when the next batch
+    would end past the budget.
+    """
 
     _CALIBRATION_BATCHES = 6
+    #: Shuffling, callbacks and validation on top of the batches of an epoch.
+    _EPOCH_OVERHEAD = 1.08
 
     def __init__(
         self, budget_s: float, t_start: float, steps: int, epochs: int, schedule: Any,
@@ -998,50 +1024,85 @@ class _TimeBudget:
         self.min_epochs = min_epochs
         #: Set when fewer than ``min_epochs`` fit: training stopped after calibration.
         self.too_slow = False
+        #: Set when training was stopped mid-epoch to keep within the budget.
+        self.cut_short = False
         self.verbose = verbose
-        self._times: list[float] = []
+        self._times: list[float] = []  # steady batch times (the first batch is tracing)
         self._t_batch = 0.0
         self._global_batch = 0
         self._decided = False
-        self._epoch_times: list[float] = []
-        self._last_epoch_end = t_start
+        self._epoch_times: list[float] = []  # steady epoch times (the first one corrected)
+        self._first_batch_end: float | None = None
+        self._last_epoch_end: float | None = None
+
+    def _batch_s(self) -> float:
+        recent = self._times[-4 * self._CALIBRATION_BATCHES:]
+        return float(np.median(recent)) if recent else 0.0
+
+    def _steady_epoch_s(self) -> float:
+        """Expected time of one more epoch, without the one-off tracing."""
+        estimate = self._batch_s() * self.steps * self._EPOCH_OVERHEAD
+        if not self._epoch_times:
+            return estimate
+        # A machine's speed may switch between levels (other jobs, shared cores):
+        # expect the mean epoch so far, or the last one if that was slower.
+        return max(float(np.mean(self._epoch_times)), self._epoch_times[-1])
+
+    def _set_epochs(self, epochs: int) -> None:
+        self.epochs = epochs
+        if self.schedule is not None:  # the schedule always ends at the last step
+            self.schedule.total_steps.assign(float(epochs * self.steps))
 
     def _epoch_end(self, epoch: int, model: Any) -> None:
         """Re-plan with the measured epoch time, so the budget holds under load too."""
         now = time.perf_counter()
         done = epoch + 1
-        self._epoch_times.append(now - self._last_epoch_end)
+        if self._last_epoch_end is not None:
+            self._epoch_times.append(now - self._last_epoch_end)
+        elif self._first_batch_end is not None:
+            # The first epoch without its tracing: its first batch counted as a steady one.
+            self._epoch_times.append(now - self._first_batch_end + self._batch_s())
         self._last_epoch_end = now
-        if self._decided:
-            # A machine's speed may switch between levels (other jobs, shared cores):
-            # expect the mean epoch so far, or the last one if that was slower.
-            epoch_s = max(float(np.mean(self._epoch_times)), self._epoch_times[-1])
+        if self._decided and not self.cut_short:
+            epoch_s = self._steady_epoch_s()
             left = _BUDGET_USE * self.budget_s - (now - self.t_start)
-            feasible = min(self.max_epochs, done + max(0, int(left // epoch_s)))
+            fit = int(left // epoch_s) if epoch_s > 0 else self.max_epochs
+            feasible = min(self.max_epochs, done + max(0, fit))
             if feasible != self.epochs:  # longer if it sped up, shorter if it slowed down
-                self.epochs = max(done, feasible)
-                if self.schedule is not None:  # the schedule always ends at the last step
-                    self.schedule.total_steps.assign(float(self.epochs * self.steps))
-        if done >= self.epochs:
+                self._set_epochs(max(done, feasible))
+        if done >= self.epochs or self.cut_short:
             model.stop_training = True
 
     def _batch_begin(self, batch: int) -> None:
         self._t_batch = time.perf_counter()
 
     def _batch_end(self, batch: int, model: Any) -> None:
+        now = time.perf_counter()
         self._global_batch += 1
-        if self._decided:
-            if time.perf_counter() - self.t_start > self.budget_s:  # safety net only
-                model.stop_training = True
-            return
+        if self._global_batch == 1:
+            self._first_batch_end = now
         if self._global_batch > 1:  # the first batch includes tracing: not representative
-            self._times.append(time.perf_counter() - self._t_batch)
+            self._times.append(now - self._t_batch)
+        if self._times and now - self.t_start + max(self._batch_s(), self._times[-1]) > (
+                self.budget_s):
+            # Last resort (the plan leaves 5% spare): the next batch, if it takes as long
+            # as the last or the typical one, would end past the budget.
+            self.cut_short = True
+            model.stop_training = True
+            return
+        if self._decided:
+            return
         if len(self._times) >= min(self._CALIBRATION_BATCHES, max(1, self.steps - 1)):
-            per_batch = float(np.median(self._times))
-            epoch_s = per_batch * self.steps * 1.08  # + shuffling, validation, callbacks
-            spent = time.perf_counter() - self.t_start
-            left = _BUDGET_USE * self.budget_s - spent
-            fitting = int(left // epoch_s) if epoch_s > 0 else self.max_epochs
+            per_batch = self._batch_s()
+            epoch_s = per_batch * self.steps * self._EPOCH_OVERHEAD
+            # Batches of the first epoch still to run, then whole epochs.
+            first_left = per_batch * max(0, self.steps - (self._global_batch % self.steps
+                                                          or self.steps))
+            spent = now - self.t_start
+            left = _BUDGET_USE * self.budget_s - spent - first_left
+            fitting = 1 + int(left // epoch_s) if epoch_s > 0 else self.max_epochs
+            if left < 0:
+                fitting = 1
             if self.min_epochs is not None and fitting < min(self.min_epochs, self.max_epochs):
                 self.too_slow = True
                 model.stop_training = True
@@ -1052,12 +1113,11 @@ class _TimeBudget:
                         flush=True,
                     )
                 return
-            self.epochs = max(1, min(self.max_epochs, fitting))
-            if self.schedule is not None:
-                self.schedule.total_steps.assign(float(self.epochs * self.steps))
+            self._set_epochs(max(1, min(self.max_epochs, fitting)))
             self._decided = True
             if self.verbose:
                 print(
                     f"time budget {self.budget_s / 60:.1f} min: {per_batch * 1000:.0f} ms per "
                     f"batch, ~{epoch_s:.0f} s per epoch -> {self.epochs} epoch(s)", flush=True,
                 )
+
