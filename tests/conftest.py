@@ -10,7 +10,6 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-
 #: Features of the same images computed in different batches (another batch size, order or
 #: offset) agree to this relative tolerance of each image's feature-vector norm: kernels
 #: may round differently with the batch's composition (docs/concepts.md, "Exact
@@ -69,8 +68,8 @@ class NumpyExtractor(BaseExtractor):
     """A tiny extractor in plain NumPy (no TensorFlow): fast to start in subprocesses.
 
     Features: per-channel means of a ``grid`` x ``grid`` tiling, after ``preprocessing``.
-    Every parameter except ``batch_size``, ``delay`` and ``build_delay`` changes the features, and is
-    part of the fingerprint. Not registered: it exists for the cache's tests.
+    Every parameter except ``batch_size``, ``delay`` and ``build_delay`` changes the
+    features, and is part of the fingerprint. Not registered: it exists for the cache's tests.
     """
 
     compiled = False
@@ -91,7 +90,7 @@ class NumpyExtractor(BaseExtractor):
     def _build_forward(self, image_size):
         import time
 
-        time.sleep(self.build_delay)
+        time.sleep(getattr(self, "build_delay", 0.0))  # subclasses may not set it
         g = self.grid
 
         def forward(x):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_images
+from conftest import assert_features_close, make_images
 from sklearn.base import clone
 
 from transferkit import exceptions as exc
@@ -383,10 +383,15 @@ def test_lite0_converter_rejects_wrong_state_dicts() -> None:
 # ------------------------------------------------------------------------------------
 # Parameters, seeded random weights, missing package
 # ------------------------------------------------------------------------------------
+@pytest.mark.kernels
 def test_lite0_random_weights_are_seeded_and_informative(images) -> None:
     a = EfficientNetLite0Extractor(weights=None, batch_size=8)
     fa = a.transform(images)
-    np.testing.assert_array_equal(EfficientNetLite0Extractor(weights=None).transform(images), fa)
+    # Seeded: another instance gives the same bits with the same batches, and the same
+    # features to float32 tolerance with other batches (the default batch size).
+    np.testing.assert_array_equal(
+        EfficientNetLite0Extractor(weights=None, batch_size=8).transform(images), fa)
+    assert_features_close(EfficientNetLite0Extractor(weights=None).transform(images), fa)
     b = EfficientNetLite0Extractor(weights=None, seed=1)
     assert not np.allclose(b.transform(images), fa)
     assert a.fingerprint != b.fingerprint
