@@ -20,6 +20,7 @@ import h5py
 import numpy as np
 import pytest
 from conftest import NumpyExtractor, make_images
+from PIL import Image
 
 from transferkit import FeatureCache
 from transferkit import exceptions as exc
@@ -306,3 +307,59 @@ def test_lazy_view_of_a_deleted_file_says_so(tmp_path) -> None:
     os.remove(path)
     with pytest.raises(exc.CacheCorruptedError, match=r"gone\.h5.*moved, deleted or damaged"):
         lazy[:3]
+
+
+def test_a_hit_needs_no_write_access_even_with_labels(tmp_path, monkeypatch) -> None:
+    path = tmp_path / "ro_hit.h5"
+    cache, [(key_a, x_a, f_a), _] = _two_entries(path)  # stored with labels arange(64) % 2
+    names = ["even", "odd"]
+    cache.extract(NumpyExtractor(grid=4), x_a, class_names=names)
+    real_file = h5py.File
+
+    def read_only(name, mode="r", **kwargs):
+        if mode != "r":
+            raise PermissionError(errno.EACCES, "Permission denied", str(name))
+        return real_file(name, mode, **kwargs)
+
+    monkeypatch.setattr(h5py, "File", read_only)
+    ext = NumpyExtractor(grid=4)
+    # The labels and class names already stored: a plain read, no warning.
+    np.testing.assert_array_equal(
+        cache.extract(ext, x_a, labels=np.arange(64) % 2, class_names=names), f_a)
+    # New labels cannot be stored: the features are still served, with a warning.
+    with pytest.warns(UserWarning, match=r"ro_hit\.h5.*could not be stored.*permission"):
+        out = cache.extract(ext, x_a, labels=np.arange(64) % 3)
+    np.testing.assert_array_equal(out, f_a)
+    monkeypatch.setattr(h5py, "File", real_file)
+    np.testing.assert_array_equal(cache.labels(key_a), np.arange(64) % 2)  # unchanged
+
+
+def test_a_directory_is_refused_and_never_set_aside(tmp_path) -> None:
+    folder = tmp_path / "features"
+    folder.mkdir()
+    (folder / "keep.txt").write_text("mine")
+    FeatureCache(tmp_path / "later.h5")  # a file path is fine
+    with pytest.raises(exc.InvalidInputError, match=r"`path` must name a cache file.*directory"):
+        FeatureCache(folder)
+    cache = FeatureCache(tmp_path / "later")
+    (tmp_path / "later").mkdir()  # became a folder after the cache object was made
+    with pytest.raises(exc.InvalidInputError, match="directory"):
+        cache.entries()
+    with pytest.raises(exc.InvalidInputError, match="directory"):
+        cache.repair()
+    assert (folder / "keep.txt").read_text() == "mine" and (tmp_path / "later").is_dir()
+
+
+def test_an_unreadable_first_batch_leaves_no_empty_entry(tmp_path) -> None:
+    from transferkit.datasets import load_image_folder
+
+    root = tmp_path / "photos"
+    for cls in ("a", "b"):
+        (root / cls).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(make_images(1, size=16, seed=i)[0]).save(root / cls / f"{i}.png")
+    (root / "a" / "0.png").write_bytes(b"not a png")  # the very first image
+    cache = FeatureCache(tmp_path / "f.h5")
+    with pytest.raises(exc.ImageReadError, match=r"0\.png"):
+        cache.extract(NumpyExtractor(), load_image_folder(root, image_size=16))
+    assert cache.entries(include_incomplete=True) == []
