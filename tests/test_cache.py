@@ -233,10 +233,10 @@ def test_newer_format_is_refused(tmp_path, vgg, images) -> None:
 
 
 def test_second_writer_is_refused(tmp_path, vgg, images) -> None:
-    from transferkit.cache import _writer_lock
+    from transferkit._locks import writer_lock
 
     cache = FeatureCache(tmp_path / "locked.h5")
-    with _writer_lock(cache.path), pytest.raises(exc.CacheLockedError, match="Another process"):
+    with writer_lock(cache.path), pytest.raises(exc.CacheLockedError, match="Another process"):
         cache.extract(vgg, images)
 
 

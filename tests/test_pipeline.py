@@ -21,8 +21,8 @@ from transferkit import (
     VGG16Extractor,
 )
 from transferkit import exceptions as exc
+from transferkit._locks import FileLock
 from transferkit._pipeline import BackgroundWriter, ImageStream, prefetch
-from transferkit.cache import _FileLock
 
 TESTS = Path(__file__).resolve().parent
 
@@ -202,7 +202,7 @@ def test_readers_get_in_while_the_backbone_computes(tmp_path) -> None:
                     return inner(x)
                 # The .sync lock may be held only while a batch is written: a reader
                 # (a shared lock) must get in during the computation.
-                lock, t0 = _FileLock(path, ".sync"), time.perf_counter()
+                lock, t0 = FileLock(path, ".sync"), time.perf_counter()
                 while not lock.acquire(shared=True, blocking=False):
                     assert time.perf_counter() - t0 < 5, "the writer holds .sync while computing"
                     time.sleep(0.001)

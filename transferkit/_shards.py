@@ -139,9 +139,9 @@ class ShardReadError(Exception):
 
 
 def _sync_lock(path: Path) -> Any:
-    from .cache import _FileLock  # the cache's reader/writer lock, on the shard file
+    from ._locks import FileLock  # the cache's reader/writer lock, on the shard file
 
-    return _FileLock(path, ".sync").held(shared=True)
+    return FileLock(path, ".sync").held(shared=True)
 
 
 def _shard_entry(f: h5py.File, ref: ShardRef) -> tuple[h5py.Group | None, str | None]:

@@ -68,6 +68,7 @@ import numpy as np
 from . import __version__, _shards
 from ._cost import CHUNK_BYTES, chunk_rows
 from ._hashing import hash_images, hash_json
+from ._locks import FileLock, writer_lock
 from ._pipeline import BackgroundWriter, ImageStream
 from ._signals import sigterm_raises
 from ._validation import check_images, check_positive_int, describe
@@ -93,6 +94,10 @@ _OPEN_RETRIES = 4
 _WRITE_CHUNK_CACHE = 4 * CHUNK_BYTES
 #: Computed batches waiting for the writer thread.
 _WRITE_QUEUE = 2
+
+
+#: Old private name of :func:`transferkit._locks.writer_lock`, for callers not yet moved.
+_writer_lock = writer_lock
 
 
 def _now() -> str:
@@ -180,7 +185,7 @@ class LazyFeatures:
                 raise _shards_missing(self._path, self._key, self._shards, self.shape[1],
                                       exc) from exc
         try:
-            with _FileLock(self._path, ".sync").held(shared=True), h5py.File(
+            with FileLock(self._path, ".sync").held(shared=True), h5py.File(
                 self._path, "r", locking=False
             ) as f:
                 return f["entries"][self._key]["features"][index]
@@ -231,74 +236,6 @@ def _shards_missing(
     )
 
 
-class _FileLock:
-    """An advisory ``flock`` on a file beside the cache (``<cache><suffix>``).
-
-    Two locks protect a cache. ``.lock`` is held exclusively by the one writer for a
-    whole extraction, so a second writer is refused rather than interleaved. ``.sync``
-    is held shared by readers while they read, and exclusively by the writer only
-    while it writes and flushes a batch, so readers always open a consistent file.
-    Locks are released by the OS when a process dies. Without ``fcntl`` (Windows)
-    locking is skipped.
-    """
-
-    def __init__(self, path: Path, suffix: str) -> None:
-        self.path = path.with_name(path.name + suffix)
-        self._fh: Any = None
-
-    def acquire(self, *, shared: bool = False, blocking: bool = True) -> bool:
-        """Take the lock; ``False`` if it is held elsewhere (non-blocking) or unusable."""
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - Windows
-            return True
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(self.path, "a+")  # noqa: SIM115 - held until release()
-        except OSError:
-            self._fh = None  # e.g. a read-only folder: nobody can write there anyway
-            return True
-        flags = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if blocking else fcntl.LOCK_NB)
-        try:
-            fcntl.flock(self._fh.fileno(), flags)
-        except OSError:
-            self._fh.close()
-            self._fh = None
-            return False
-        return True
-
-    def release(self) -> None:
-        if self._fh is not None:
-            import fcntl
-
-            fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
-            self._fh.close()
-            self._fh = None
-
-    @contextlib.contextmanager
-    def held(self, *, shared: bool = False) -> Iterator[None]:
-        self.acquire(shared=shared)
-        try:
-            yield
-        finally:
-            self.release()
-
-
-@contextlib.contextmanager
-def _writer_lock(path: Path) -> Iterator[None]:
-    lock = _FileLock(path, ".lock")
-    if not lock.acquire(blocking=False):
-        raise CacheLockedError(
-            f"Another process is writing to the feature cache {str(path)!r} (it holds "
-            f"{str(lock.path)!r}). Wait for it to finish, or use another cache file; two "
-            "writers on one file are refused rather than interleaved."
-        )
-    try:
-        yield
-    finally:
-        lock.release()
-
-
 class FeatureCache:
     """Features of (extractor, images) pairs, stored in one HDF5 file.
 
@@ -327,7 +264,7 @@ class FeatureCache:
             )
         self.path = Path(path)
         self.compression = compression
-        self._sync: _FileLock | None = None
+        self._sync: FileLock | None = None
         self._check_not_a_directory()
 
     def _check_not_a_directory(self) -> None:
@@ -358,7 +295,7 @@ class FeatureCache:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if not self.path.exists():
                 self._create_file()
-        sync = _FileLock(self.path, ".sync")
+        sync = FileLock(self.path, ".sync")
         sync.acquire(shared=mode == "r")
         try:
             with self._open_locked(mode) as f:
@@ -548,7 +485,7 @@ class FeatureCache:
             d = int(extractor.output_dim(size))
             config = extractor.describe()
             bs = self._default_batch_size(extractor, bs)
-            with _writer_lock(self.path), self._open("a") as f:
+            with writer_lock(self.path), self._open("a") as f:
                 group = f.require_group("entries")
                 entry = group.get(key)
                 if entry is not None and not self._entry_is_valid(entry, n):
@@ -864,7 +801,7 @@ class FeatureCache:
         report: dict[str, Any] = {"kept": [], "dropped": [], "backup": None,
                                   "shard_backups": []}
         self._check_not_a_directory()  # never set a folder aside as a "damaged" cache
-        with _writer_lock(self.path):
+        with writer_lock(self.path):
             if not self.path.exists():
                 return report
             stamp = _dt.datetime.now().strftime("%Y%m%dT%H%M%S")
@@ -959,7 +896,7 @@ class FeatureCache:
         (only labels and class names are updated); anything else under the key (an
         unfinished extraction, an older sharded entry) is replaced.
         """
-        with _writer_lock(self.path), self._open("a") as f:
+        with writer_lock(self.path), self._open("a") as f:
             group = f.require_group("entries")
             old = group.get(key)
             if old is not None:
@@ -983,7 +920,7 @@ class FeatureCache:
         """Store labels and class names with the existing entry ``key``."""
         if labels is None and class_names is None:
             return
-        with _writer_lock(self.path), self._open("a") as f:
+        with writer_lock(self.path), self._open("a") as f:
             self._update_labels(self._entry(f, key, need_complete=False), labels, class_names)
             f.flush()
 
@@ -1159,7 +1096,7 @@ class FeatureCache:
         if folder.is_dir() and not self.path.exists():
             shutil.rmtree(folder)
             return
-        with _writer_lock(self.path), self._open("a") as f:
+        with writer_lock(self.path), self._open("a") as f:
             if folder.is_dir() and key not in f.get("entries", {}):
                 shutil.rmtree(folder)  # an unfinished sharded extraction, never merged
                 return

@@ -60,8 +60,9 @@ import numpy as np
 
 from . import _shards
 from ._hashing import hash_images, hash_json
+from ._locks import writer_lock
 from ._validation import check_images, check_positive_int, describe
-from .cache import FeatureCache, LazyFeatures, _now, _writer_lock
+from .cache import FeatureCache, LazyFeatures, _now
 from .exceptions import (
     CacheCorruptedError,
     CacheError,
@@ -548,7 +549,7 @@ def _done(cache: FeatureCache, key: str) -> int:
 
 def _annotate(cache: FeatureCache, spec: dict[str, Any]) -> None:
     """Record in the shard's entry which job and range it belongs to (informative only)."""
-    with contextlib.suppress(CacheLockedError), _writer_lock(cache.path), cache._open("a") as f:
+    with contextlib.suppress(CacheLockedError), writer_lock(cache.path), cache._open("a") as f:
         entry = f["entries"][spec["key"]]
         entry.attrs.update({
             "parent_key": spec["parent_key"], "shard_index": spec["index"],
