@@ -155,3 +155,76 @@ def test_head_fit_labels(n, y) -> None:
     else:
         assert len(y) == n and len(np.unique(y)) >= 2
         assert y.dtype.kind != "f" or np.isfinite(y).all()
+
+
+# ---------------------------------------------------------------------------------------
+# The command line: every numeric option refuses values out of its range at parsing
+# ---------------------------------------------------------------------------------------
+
+
+def _numeric_options():
+    """(command, option, kind) of every option taking a number (metavar N, K or F)."""
+    import argparse
+
+    from transferkit import cli
+
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    out = []
+    for command, p in sub.choices.items():
+        for action in p._actions:
+            if action.option_strings and action.metavar in ("N", "K", "F"):
+                out.append((command, action.option_strings[0], action.metavar))
+    return out
+
+
+NUMERIC_OPTIONS = _numeric_options()
+#: Options for which 0 is a meaningful value (a seed; no hold-out; no dropout).
+ZERO_ALLOWED = {"--seed", "--validation-split", "--dropout"}
+
+
+def test_numeric_options_are_many() -> None:
+    options = {o for _, o, _ in NUMERIC_OPTIONS}
+    assert len(NUMERIC_OPTIONS) >= 30 and {"--image-size", "--limit", "--C"} <= options
+
+
+def _parse_error(argv: list[str]) -> tuple[int | str | None, str]:
+    import contextlib
+    import io
+
+    from transferkit import cli
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            cli.build_parser().parse_args(argv)
+        except SystemExit as exc:
+            return exc.code, err.getvalue()
+    return None, err.getvalue()
+
+
+@pytest.mark.parametrize("command, option, kind", NUMERIC_OPTIONS,
+                         ids=[f"{c} {o}" for c, o, _ in NUMERIC_OPTIONS])
+@settings(max_examples=25, deadline=None)
+@given(value=st.one_of(
+    st.integers(max_value=-1).map(str),
+    st.sampled_from(["nan", "inf", "-inf", "", "ten", "1e400", "0x10", "1,5"]),
+    st.floats(min_value=-1e6, max_value=-1e-6).map(repr),
+))
+def test_cli_numeric_option_out_of_range_is_a_usage_error(command, option, kind,
+                                                          value) -> None:
+    """Negative, non-finite or non-numeric: exit code 2 at parsing, naming the option."""
+    code, err = _parse_error([command, f"{option}={value}"])
+    assert code == 2, (command, option, value)
+    assert f"argument {option}" in err, err
+
+
+@pytest.mark.parametrize("command, option, kind", NUMERIC_OPTIONS,
+                         ids=[f"{c} {o}" for c, o, _ in NUMERIC_OPTIONS])
+def test_cli_numeric_option_zero(command, option, kind) -> None:
+    """Zero is refused where it is not meaningful (it was taken as "not given" before)."""
+    code, err = _parse_error([command, f"{option}=0"])
+    if option in ZERO_ALLOWED:
+        assert f"argument {option}" not in err, err
+    else:
+        assert code == 2 and f"argument {option}" in err, err

@@ -653,6 +653,77 @@ def test_image_folder_argument_errors(tmp_path):
         load_image_folder(tmp_path / "ds", extensions=[".jpg"])
 
 
+needs_symlinks = pytest.mark.skipif(
+    not hasattr(os, "symlink") or sys.platform == "win32", reason="needs POSIX symlinks"
+)
+
+
+@needs_symlinks
+def test_image_folder_follows_symlinked_folders(tmp_path):
+    """Files may sit deeper than root/<class>/, also behind a symlinked folder."""
+    content = _make_folder(tmp_path / "ds")
+    extra = tmp_path / "elsewhere" / "more_birds"
+    rng = np.random.default_rng(5)
+    deep = [rng.integers(0, 256, size=(12, 10, 3), dtype=np.uint8) for _ in range(2)]
+    for i, image in enumerate(deep):
+        _save(extra / "nested" / f"deep_{i}.png", image)
+    os.symlink(extra, tmp_path / "ds" / "bird" / "linked")
+    ds = load_image_folder(tmp_path / "ds", image_size=None)
+    assert ds.labels.tolist() == [0] * 6 + [1] * 2 + [2] * 3
+    relative = [f.relative_to(tmp_path / "ds").as_posix() for f in ds.files[:6]]
+    assert relative == [f"bird/img_{i:02d}.png" for i in range(4)] + [
+        "bird/linked/nested/deep_0.png", "bird/linked/nested/deep_1.png"]
+    x, _ = ds.load()
+    np.testing.assert_array_equal(x[:6], np.stack(content["bird"] + deep))
+
+
+@needs_symlinks
+def test_image_folder_symlink_loops_end_and_count_once(tmp_path):
+    """A loop is walked once (no hang, no duplicates) and a warning names the link."""
+    _make_folder(tmp_path / "ds")
+    os.symlink(tmp_path / "ds" / "dog", tmp_path / "ds" / "dog" / "again")  # dog/again -> dog
+    (tmp_path / "ds" / "cat" / "sub").mkdir()
+    _save(tmp_path / "ds" / "cat" / "sub" / "x.png", np.zeros((12, 10, 3), np.uint8))
+    os.symlink(tmp_path / "ds" / "cat", tmp_path / "ds" / "cat" / "sub" / "up")  # -> ancestor
+    os.symlink(tmp_path / "ds" / "cat" / "sub", tmp_path / "ds" / "cat" / "twin")  # same folder
+    with pytest.warns(UserWarning) as record:
+        ds = load_image_folder(tmp_path / "ds", image_size=None)
+    messages = sorted(str(w.message) for w in record)
+    assert len(messages) == 3, messages
+    assert any("dog/again" in m and "symlink loop" in m for m in messages), messages
+    assert any("sub/up" in m and "symlink loop" in m for m in messages), messages
+    assert any("cat/twin" in m and "already listed" in m for m in messages), messages
+    names = [f.relative_to(tmp_path / "ds").as_posix() for f in ds.files]
+    assert len(names) == len(set(names)) == 10
+    assert "cat/sub/x.png" in names and not any("twin" in n or "again" in n for n in names)
+    assert ds.labels.tolist() == [0] * 4 + [1] * 3 + [2] * 3
+
+
+def test_image_folder_refuses_sizes_beyond_memory(tmp_path, monkeypatch):
+    """A size whose decoded images exceed the machine's memory is refused before allocating."""
+    _make_folder(tmp_path / "ds")
+    try:
+        limit = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        limit = 0
+    if not 0 < limit < 3 * 10**12:
+        pytest.skip("the machine's memory is unknown, or holds 3 TB")
+    # 10**6 x 10**6 pixels: 3 TB an image. Before, Pillow or NumPy failed trying.
+    with pytest.raises(InvalidInputError, match=r"`image_size` \(1000000, 1000000\) needs "
+                                                r"3\.0 TB.*one image.*than the"):
+        load_image_folder(tmp_path / "ds", image_size=10**6)
+    with monkeypatch.context() as patch:  # a machine with 1 MB of memory
+        patch.setattr(datasets, "memory_limit_bytes", lambda: 10**6)
+        with pytest.raises(InvalidInputError, match=r"`image_size` \(1000, 1000\) needs "
+                                                    r"3\.0 MB.*one image.*1\.0 MB"):
+            load_image_folder(tmp_path / "ds", image_size=1000)
+        ds = load_image_folder(tmp_path / "ds", image_size=300)  # 270 kB an image: fits
+        assert ds[0].shape == (300, 300, 3)
+        with pytest.raises(InvalidInputError, match=r"`image_size`.*9 images.*iter_batches"):
+            ds.load()
+        assert sum(len(b) for b in ds.iter_batches(batch_size=3)) == 9
+
+
 def test_iter_batches_matches_load(tmp_path):
     _make_folder(tmp_path / "ds")
     ds = load_image_folder(tmp_path / "ds", image_size=(6, 5), batch_size=4)

@@ -529,6 +529,66 @@ def test_load_bad_files(fitted_dense, tmp_path):
         load_head(123)
 
 
+@pytest.mark.parametrize(
+    "head_name, classes",
+    [
+        ("fitted_dense", [0, 1, 2, 3]),
+        ("fitted_dense", [0, 1]),
+        ("fitted_dense", ["a", "b", "c", "d"]),
+        ("fitted_sklearn", [0, 1]),
+        ("fitted_sklearn", ["a", "b", "c", "d"]),
+        ("fitted_sklearn", [0, 1, 2, 5]),
+    ],
+    ids=["dense-more", "dense-fewer", "dense-names", "sklearn-fewer", "sklearn-names",
+         "sklearn-other-labels"],
+)
+def test_load_refuses_class_list_not_matching_the_model(head_name, classes, tmp_path, request):
+    """A meta.json class list edited apart from its model: refused at load, naming the file.
+
+    (A SklearnHead whose labels 0..2 became 0..3 cannot be told from one fitted on one-hot
+    labels with a class that never occurs, which is legitimate: that one still loads.)
+    """
+    good = tmp_path / "good.tkhead"
+    request.getfixturevalue(head_name).save(good)
+    meta = json.loads(zipfile.ZipFile(good).read("meta.json"))
+    bad = tmp_path / "edited.tkhead"
+    spec = {"values": classes, "kind": np.asarray(classes).dtype.kind,
+            "dtype": np.asarray(classes).dtype.str}
+    _rewrite(good, bad, {"meta.json": json.dumps({**meta, "classes": spec})})
+    match = rf"class list holds {len(classes)} classes.*(outputs 3|trained on 3)"
+    with pytest.raises(InvalidInputError, match=match) as info:
+        load_head(bad)
+    assert "edited.tkhead" in str(info.value) and "damaged" in str(info.value)
+    # The same list with the model's count still loads (renaming classes is not detected).
+    renamed = tmp_path / "renamed.tkhead"
+    spec = {"values": ["x", "y", "z"], "kind": "U", "dtype": "<U1"}
+    _rewrite(good, renamed, {"meta.json": json.dumps({**meta, "classes": spec})})
+    assert load_head(renamed).classes_.tolist() == ["x", "y", "z"]
+
+
+@pytest.mark.parametrize("head_name", ["fitted_dense", "fitted_sklearn"])
+def test_load_refuses_feature_count_not_matching_the_model(head_name, tmp_path, request):
+    good = tmp_path / "good.tkhead"
+    request.getfixturevalue(head_name).save(good)
+    meta = json.loads(zipfile.ZipFile(good).read("meta.json"))
+    bad = tmp_path / "edited.tkhead"
+    _rewrite(good, bad, {"meta.json": json.dumps({**meta, "n_features_in": N_FEATURES + 1})})
+    with pytest.raises(InvalidInputError, match=rf"edited\.tkhead.*{N_FEATURES + 1} input "
+                                                rf"features.*{N_FEATURES}"):
+        load_head(bad)
+
+
+def test_load_one_hot_head_with_a_class_never_seen(data, tmp_path):
+    """Fitted on one-hot labels with an absent class: fewer estimator classes is legitimate."""
+    X, y, _, _ = data
+    one_hot = np.eye(4, dtype=int)[y]  # class 3 never occurs
+    head = SklearnHead().fit(X, one_hot)
+    head.save(tmp_path / "onehot.tkhead")
+    loaded = load_head(tmp_path / "onehot.tkhead")
+    assert loaded.classes_.tolist() == [0, 1, 2, 3]
+    np.testing.assert_allclose(loaded.predict_proba(X[:5]), head.predict_proba(X[:5]))
+
+
 # --------------------------------------------------------------------------- errors
 
 

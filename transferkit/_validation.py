@@ -6,6 +6,7 @@ show what was received, so a user can fix the call without reading our code.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -19,6 +20,8 @@ __all__ = [
     "check_choice",
     "check_positive_int",
     "describe",
+    "format_bytes",
+    "memory_limit_bytes",
 ]
 
 
@@ -145,3 +148,47 @@ def check_image_batch_values(batch: np.ndarray, *, name: str = "images", offset:
             f"(images {offset}..{offset + len(batch) - 1}). If your images are in [0, 1], "
             "multiply them by 255."
         )
+
+
+_CGROUP_LIMITS = (
+    "/sys/fs/cgroup/memory.max",  # cgroup v2
+    "/sys/fs/cgroup/memory/memory.limit_in_bytes",  # cgroup v1
+)
+
+
+def memory_limit_bytes() -> int | None:
+    """Memory this process can use at most: physical memory, or a container's lower limit.
+
+    Returns ``None`` when it cannot be found out (callers then skip memory checks).
+    """
+    total: int | None = None
+    try:
+        pages, page_size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+        if pages > 0 and page_size > 0:
+            total = int(pages) * int(page_size)
+    except (AttributeError, ValueError, OSError):  # not POSIX (Windows)
+        pass
+    if total is None:
+        try:
+            import psutil
+
+            total = int(psutil.virtual_memory().total)
+        except Exception:  # noqa: BLE001 - psutil is optional, and any failure means "unknown"
+            total = None
+    for path in _CGROUP_LIMITS:
+        try:
+            with open(path) as fh:
+                text = fh.read().strip()
+        except OSError:
+            continue
+        if text.isdigit() and (total is None or 0 < int(text) < total):
+            total = int(text)  # "max" (no limit) and absurd values leave it unchanged
+    return total
+
+
+def format_bytes(nbytes: float) -> str:
+    """``nbytes`` in decimal units for messages: ``'27.9 GB'``, ``'512.0 MB'``."""
+    for unit, scale in (("PB", 1e15), ("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.1f} {unit}"
+    return f"{nbytes:.0f} B"

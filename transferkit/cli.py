@@ -14,8 +14,11 @@ Results go to standard output; progress (a bar on a terminal, plain lines
 otherwise; ``--progress``) and errors go to standard error.
 
 Exit codes: 0 success, 1 a transferkit error (message printed, no traceback unless
-``--verbose``), 2 bad command-line usage, 130 interrupted (Ctrl-C; an interrupted
-extraction resumes when run again).
+``--verbose``), 2 bad command-line usage (an unknown option, a bad option value, such
+as a size too large for this machine's memory or an output path that cannot be
+written, or options that do not go together), 130 interrupted (Ctrl-C), 143
+terminated (SIGTERM, e.g. a batch scheduler stopping the job). An interrupted or
+terminated extraction keeps every batch it finished and resumes when run again.
 """
 
 from __future__ import annotations
@@ -25,12 +28,14 @@ import contextlib
 import glob
 import inspect
 import json
+import math
 import os
+import re
 import sys
 import textwrap
 import time
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +43,7 @@ __all__ = [
     "EXIT_ERROR",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
+    "EXIT_TERMINATED",
     "EXIT_USAGE",
     "HEAD_CHOICES",
     "build_parser",
@@ -52,6 +58,8 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 #: Exit code after Ctrl-C.
 EXIT_INTERRUPTED = 130
+#: Exit code after SIGTERM (128 + 15): a batch scheduler or container stopped the job.
+EXIT_TERMINATED = 143
 
 #: Heads that ``transferkit fit --head`` can train.
 HEAD_CHOICES: dict[str, str] = {
@@ -229,10 +237,290 @@ def _parse_int_list(text: str, option: str) -> tuple[int, ...]:
     return values
 
 
-def _check_fraction(value: float, option: str) -> float:
-    if not 0.0 <= value < 1.0:
-        raise _UsageError(f"{option} must be in [0, 1); received {value}")
-    return value
+# --------------------------------------------------------------------------- option values
+# Types given to argparse: a bad value is a usage error (exit code 2) whose message names
+# the option, e.g. "argument --limit: expected a positive integer; received '0'".
+
+#: Largest seed: what every random generator involved (NumPy, Keras, TensorFlow) accepts.
+_MAX_SEED = 2**31 - 1
+
+
+def _int_type(what: str, low: int, high: int | None = None) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"expected {what}; received {text!r}")
+        return value
+
+    return parse
+
+
+def _float_type(
+    what: str, low: float, high: float | None = None, *, low_open: bool = False,
+    high_open: bool = False,
+) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        ok = math.isfinite(value) and (value > low if low_open else value >= low) and (
+            high is None or (value < high if high_open else value <= high)
+        )
+        if not ok:
+            raise argparse.ArgumentTypeError(f"expected {what}; received {text!r}")
+        return value
+
+    return parse
+
+
+def _text_type(what: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if not text.strip():
+            raise argparse.ArgumentTypeError(f"expected {what}; received {text!r}")
+        return text
+
+    return parse
+
+
+_positive_int = _int_type("a positive integer", 1)
+_seed = _int_type(f"an integer in [0, {_MAX_SEED}]", 0, _MAX_SEED)
+_positive_float = _float_type("a positive number", 0.0, low_open=True)
+_fraction = _float_type("a number in [0, 1)", 0.0, 1.0, high_open=True)
+_path = _text_type("a path")
+_name = _text_type("a name")
+
+
+# --------------------------------------------------------------------------- paths
+
+
+def _input_file(option: str, text: str | None) -> Path | None:
+    """A file the command reads: a folder there is a usage error.
+
+    A missing file is left to the code that reads it: a transferkit error (exit code 1),
+    as for any missing file.
+    """
+    if text is None:
+        return None
+    path = Path(text).expanduser()
+    if path.is_dir():
+        raise _UsageError(f"{option} must name a file; received {text!r}, which is a folder")
+    return path
+
+
+def _input_folder(option: str, text: str | None) -> Path | None:
+    """A folder the command reads: a file there is a usage error (missing: exit code 1)."""
+    if text is None:
+        return None
+    path = Path(text).expanduser()
+    if path.exists() and not path.is_dir():
+        raise _UsageError(f"{option} must name a folder; received {text!r}, which is a file")
+    return path
+
+
+def _output_path(option: str, text: str | None, *, folder: bool = False,
+                 probe: bool = True) -> Path | None:
+    """Check, before any work, that the command can write ``text`` (a file, or a folder).
+
+    The path must not be of the other kind, its nearest existing ancestor must be a
+    folder (missing folders are created when writing), and with ``probe`` that folder
+    must be writable: a file is created in it and removed again.
+    """
+    if text is None:
+        return None
+    path = Path(text).expanduser()
+    if folder and path.exists() and not path.is_dir():
+        raise _UsageError(f"{option} must name a folder; received {text!r}, which is a file")
+    if not folder and path.is_dir():
+        raise _UsageError(
+            f"{option} must name a file to write; received {text!r}, which is a folder"
+        )
+    parent = path if folder else path.parent
+    existing = parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise _UsageError(
+            f"{option} {text!r} cannot be written: {str(existing)!r} is a file, not a folder"
+        )
+    if not probe:
+        return path
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise _UsageError(
+            f"{option} {text!r} cannot be written: the folder {str(existing)!r} is not "
+            "writable; choose another location"
+        )
+    if existing == parent:
+        import tempfile
+
+        try:
+            fd, probe_file = tempfile.mkstemp(prefix=".transferkit-probe-", dir=parent)
+            os.close(fd)
+            os.unlink(probe_file)
+        except OSError as exc:
+            raise _UsageError(
+                f"{option} {text!r} cannot be written: creating a file in the folder "
+                f"{str(parent)!r} failed ({exc.strerror or exc}); choose another location"
+            ) from None
+    return path
+
+
+def _png_output(option: str, text: str | None) -> Path | None:
+    if text is not None and Path(text).suffix.lower() != ".png":
+        raise _UsageError(f"{option} must name a .png file; received {text!r}")
+    return _output_path(option, text)
+
+
+def _weights_file(args: argparse.Namespace) -> None:
+    """``--weights`` is imagenet, none or a weights file (not a folder)."""
+    weights = getattr(args, "weights", None)
+    if weights is not None and weights.lower() not in ("imagenet", "none"):
+        _input_file("--weights", weights)
+
+
+# --------------------------------------------------------------------------- library errors
+
+#: Constructor parameters of extractors and CifarCNN, and the options that set them.
+_PARAM_OPTIONS = {
+    "layer": "--layer",
+    "pooling": "--pooling",
+    "input_size": "--input-size",
+    "batch_size": "--batch-size",
+    "epochs": "--epochs",
+    "conv_filters": "--conv-filters",
+    "dense_units": "--dense-units",
+    "learning_rate": "--learning-rate",
+    "validation_split": "--validation-split",
+    "early_stopping": "--early-stopping",
+    "preset": "--preset",
+    "random_state": "--seed",
+}
+
+
+@contextlib.contextmanager
+def _options_checked(allowed: Sequence[str]) -> Iterator[None]:
+    """Re-raise a parameter error of the library as a usage error naming the option.
+
+    Only :class:`InvalidInputError`/:class:`InvalidTypeError` whose message starts by
+    naming one of the ``allowed`` parameters are converted: ``--layer: `layer` must be
+    one of [...]``. Other errors (a missing weights file...) pass unchanged.
+    """
+    from .exceptions import InvalidInputError, InvalidTypeError
+
+    try:
+        yield
+    except (InvalidInputError, InvalidTypeError) as exc:
+        match = re.match(r"`(\w+)", str(exc))
+        if match and match.group(1) in allowed and match.group(1) in _PARAM_OPTIONS:
+            raise _UsageError(f"{_PARAM_OPTIONS[match.group(1)]}: {exc}") from exc
+        raise
+
+
+# --------------------------------------------------------------------------- memory
+
+
+def _check_read_memory(option: str, size: tuple[int, int], n: int) -> None:
+    """Refuse, before reading, ``n`` images of ``size`` that this machine's memory cannot hold."""
+    from ._validation import format_bytes, memory_limit_bytes
+
+    limit = memory_limit_bytes()
+    needed = int(n) * int(size[0]) * int(size[1]) * 3
+    if limit is not None and needed > limit:
+        raise _UsageError(
+            f"{option}: reading {n} image{'s' if n > 1 else ''} of {size[0]}x{size[1]} needs "
+            f"{format_bytes(needed)} of memory, more than the {format_bytes(limit)} this "
+            f"machine has; choose a smaller {option}"
+        )
+
+
+def _check_extraction_memory(
+    extractor: Any, size: tuple[int, int], *, batch: int | None, option: str,
+    read_option: str | None = None,
+) -> None:
+    """Refuse, before building or running the backbone, sizes this machine cannot compute.
+
+    One batch of ``batch`` images needs at least the images as float32 plus the
+    backbone's largest activation (:meth:`BaseExtractor.estimate`, which loads no
+    weights). Beyond the machine's memory, the extraction would end in TensorFlow's
+    out-of-memory error or a crash; here it is a usage error naming ``option`` (the
+    model's size) or ``read_option`` (the images' size), whichever weighs more.
+    """
+    from ._validation import format_bytes, memory_limit_bytes
+
+    limit = memory_limit_bytes()
+    if limit is None:
+        return
+    height, width = int(size[0]), int(size[1])
+    image_bytes = height * width * 3 * 4
+    read_option = read_option or option
+    activation = 0
+    model_size = (height, width)
+    if image_bytes <= limit:  # else the images alone are too large: no need to ask the model
+        try:
+            estimate = extractor.estimate(1, (height, width))
+        except Exception:  # noqa: BLE001 - advisory: the extraction reports its own errors
+            estimate = None
+        if estimate is not None:
+            activation = int(estimate.activation_bytes_per_image or 0)
+            model_size = tuple(int(s) for s in estimate.model_input_size)
+    if batch is None:
+        batch = int(getattr(extractor, "_effective_batch_size", lambda: 64)())
+    per_image = image_bytes + activation
+    if batch * per_image <= limit:
+        return
+    resizes = model_size != (height, width)
+    blame = option if resizes and activation > image_bytes else read_option
+    hint = f"choose a smaller {blame}"
+    if per_image <= limit:
+        hint += f" or a smaller --batch-size (more than {limit // per_image} cannot fit)"
+    resized = f" resized to {model_size[0]}x{model_size[1]}" if resizes else ""
+    raise _UsageError(
+        f"{blame}: extracting features of {height}x{width} images{resized} needs at least "
+        f"{format_bytes(batch * per_image)} of memory for one batch of {batch} "
+        f"image{'s' if batch > 1 else ''} (the images as float32 and the backbone's largest "
+        f"activation), more than the {format_bytes(limit)} this machine has; {hint}"
+    )
+
+
+# --------------------------------------------------------------------------- fingerprints
+
+
+def _config_difference(mine: Any, theirs: Any, mine_label: str, theirs_label: str) -> str:
+    """What differs between two extractor configurations (``describe()``), in words.
+
+    ``input_size: 64 vs 32; pooling: max vs avg``; when the recorded settings are the
+    same although the fingerprints differ, it says so instead.
+    """
+    missing = object()
+    a = mine if isinstance(mine, dict) else {}
+    b = theirs if isinstance(theirs, dict) else {}
+
+    def shown(key: str, value: Any) -> str:
+        if value is missing:
+            return "(not recorded)"
+        text = _weights_label(value) if key == "weights" else (
+            json.dumps(value, sort_keys=True, default=str) if isinstance(value, dict | list)
+            else str(value)
+        )
+        return text if len(text) <= 40 else text[:37] + "..."
+
+    diffs = [
+        f"{key}: {shown(key, a.get(key, missing))} vs {shown(key, b.get(key, missing))}"
+        for key in sorted(set(a) | set(b))
+        if a.get(key, missing) != b.get(key, missing)
+    ]
+    if diffs:
+        return f"{'; '.join(diffs)} ({mine_label} vs {theirs_label})"
+    if not b:
+        return f"the {theirs_label} settings were not recorded, and the fingerprints differ"
+    return (
+        f"the recorded settings are identical ({_extractor_summary(a)}) but the fingerprints "
+        "differ: another transferkit version computed one of them, so the features may "
+        "differ too"
+    )
 
 
 # --------------------------------------------------------------------------- data
@@ -243,21 +531,30 @@ def _load_dataset(args: argparse.Namespace, image_size: tuple[int, int] | None) 
     from .datasets import CIFAR10_CLASSES, balanced_subset, load_cifar10_or_sample
 
     limit = args.limit
-    if args.image_folder:
+    if args.image_folder is not None:
         from .datasets import load_image_folder
 
-        if args.data:
+        if args.data is not None:
             raise _UsageError("pass either --data (CIFAR-10) or --image-folder, not both")
+        _input_folder("--image-folder", args.image_folder)
         root = Path(args.image_folder).expanduser()
         split = args.split
-        if split and (root / split).is_dir():
+        if split is not None and (root / split).is_dir():
             root = root / split
-        size = args.image_size or image_size or (
-            (args.input_size, args.input_size) if args.input_size else (224, 224)
+        size: Any
+        size_option = "--image-size"
+        if args.image_size is not None:
+            size = (args.image_size, args.image_size)
+        elif image_size is not None:
+            size = image_size
+        elif args.input_size is not None:
+            size, size_option = (args.input_size, args.input_size), "--input-size"
+        else:
+            size = (224, 224)
+        _check_read_memory(size_option, size, 1)  # a batch: _check_extraction_memory
+        ds = load_image_folder(
+            root, image_size=size, batch_size=64 if args.batch_size is None else args.batch_size
         )
-        if isinstance(size, int):
-            size = (size, size)
-        ds = load_image_folder(root, image_size=size, batch_size=args.batch_size or 64)
         images: Any = ds
         labels = ds.labels
         if limit is not None and limit < len(ds):
@@ -265,6 +562,7 @@ def _load_dataset(args: argparse.Namespace, image_size: tuple[int, int] | None) 
         return {
             "images": images,
             "labels": labels,
+            "size_option": size_option,
             "class_names": list(ds.class_names),
             "describe": f"image folder {root}: {len(labels)} images "
                         f"{size[0]}x{size[1]}, {len(ds.class_names)} classes",
@@ -285,6 +583,7 @@ def _load_dataset(args: argparse.Namespace, image_size: tuple[int, int] | None) 
     return {
         "images": x,
         "labels": y,
+        "size_option": "--input-size",
         "class_names": list(CIFAR10_CLASSES),
         "describe": f"{source}: {split} split, {len(y)} images 32x32, 10 classes",
         "meta": {
@@ -325,11 +624,16 @@ def _build_extractor(
 
     Returns the extractor and how to rebuild it: ``{"name", "params", "cnn"}``.
     """
-    from .extractors import CifarCNN, create_extractor, get_extractor_class
+    from .extractors import CifarCNN, create_extractor, get_extractor_class, list_extractors
 
     saved = saved or {}
     cnn = getattr(args, "cnn", None)
     name = args.extractor
+    if name is not None and name not in list_extractors():
+        raise _UsageError(
+            f"--extractor must be one of {', '.join(list_extractors())}; received {name!r}"
+        )
+    _weights_file(args)
     if cnn is None and name is None and saved.get("name") == "cifar_cnn":
         cnn = saved.get("cnn")
     if cnn is not None:
@@ -340,7 +644,7 @@ def _build_extractor(
                  if v is not None]
         if given:
             raise _UsageError(f"{', '.join(given)} do not apply to --cnn (a trained CifarCNN)")
-        path = Path(cnn).expanduser()
+        path = _input_file("--cnn", cnn) or Path(cnn)
         if not path.is_file():
             from .exceptions import InvalidInputError
 
@@ -355,14 +659,23 @@ def _build_extractor(
     if name is None:
         name = saved.get("name") or "vgg16"
     params = dict(saved.get("params") or {}) if name == saved.get("name") else {}
-    params.update(_extractor_params(args))
+    given = _extractor_params(args)
+    params.update(given)
     cls = get_extractor_class(name)
     if getattr(cls, "trainable", False):
         raise _UsageError(
             f"the {name!r} extractor must be trained first: train one with `transferkit "
             "train-cnn` and pass it with --cnn PATH.keras"
         )
-    return create_extractor(name, **params), {"name": name, "params": params, "cnn": None}
+    unknown = sorted(set(given) - set(cls._get_param_names()))
+    if unknown:
+        options = ", ".join(_PARAM_OPTIONS.get(k, "--" + k.replace("_", "-")) for k in unknown)
+        raise _UsageError(f"{options} do{'es' if len(unknown) == 1 else ''} not apply to "
+                          f"the {name!r} extractor")
+    extractor = create_extractor(name, **params)
+    with _options_checked(list(given)):  # a missing weights file stays exit code 1
+        extractor._validate_params()
+    return extractor, {"name": name, "params": params, "cnn": None}
 
 
 # --------------------------------------------------------------------------- cache entries
@@ -374,12 +687,11 @@ def _tag_entry(cache: Any, key: str, meta: dict[str, Any]) -> None:
     Stored as the entry's ``provenance`` attribute (JSON), written under the cache's
     own locks so readers and writers in other processes are never disturbed.
     """
-    from . import cache as cache_module
+    from ._locks import writer_lock
 
     if not cache.path.is_file():
         return
-    writer = getattr(cache_module, "_writer_lock", None)
-    with writer(cache.path) if writer else contextlib.nullcontext(), cache._open("a") as f:
+    with writer_lock(cache.path), cache._open("a") as f:
         entry = f["entries"].get(key) if "entries" in f else None
         if entry is not None:
             entry.attrs[_PROVENANCE_ATTR] = json.dumps(meta, sort_keys=True, default=str)
@@ -413,7 +725,7 @@ def _open_cache(path_text: str) -> Any:
     from .cache import FeatureCache
     from .exceptions import CacheError
 
-    path = Path(path_text).expanduser()
+    path = _input_file("--cache", path_text) or Path(path_text)
     if not path.is_file():
         raise CacheError(
             f"The feature cache {str(path)!r} does not exist; create it with "
@@ -532,20 +844,35 @@ def _make_head(args: argparse.Namespace) -> Any:
     ))
 
 
+def _check_neighbors(args: argparse.Namespace, n_samples: int, where: str) -> None:
+    """k-nearest neighbours need at least k training samples (checked before training)."""
+    if args.head == "knn":
+        k = 10 if args.neighbors is None else args.neighbors
+        if k > n_samples:
+            raise _UsageError(
+                f"--neighbors must be at most the number of training samples; received {k}, "
+                f"but {where} has {n_samples} (lower --neighbors or --validation-split)"
+            )
+
+
 def _save_head(head: Any, path: Path, provenance: dict[str, Any]) -> None:
     """``head.save(path)`` plus a ``provenance.json`` member (how to make its features)."""
     import tempfile
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
         head.save(tmp)
         with zipfile.ZipFile(tmp, "a") as zf:
             zf.writestr(_HEAD_PROVENANCE, json.dumps(provenance, indent=2, default=str))
         os.replace(tmp, path)
+    except OSError as exc:  # a full disk...: name the head file, not the temporary one
+        raise OSError(exc.errno, f"could not write the head file {str(path)!r} (--output): "
+                                 f"{exc.strerror or exc}") from exc
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
 
 
@@ -566,7 +893,7 @@ def _head_file_info(path: Path) -> tuple[str | None, dict[str, Any]]:
 def _load_head(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     from .heads import load_head
 
-    path = Path(args.head).expanduser()
+    path = _input_file("--head", args.head) or Path(args.head)
     kind, prov = _head_file_info(path)
     if kind == "DenseHead" and not args.verbose:
         _import_tensorflow_quietly()
@@ -577,14 +904,38 @@ def _load_head(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
 # =========================================================================== commands
 
 
+def _kept(cache: Any, key: str) -> str:
+    """What an interrupted extraction kept, and how to go on."""
+    try:
+        entry = {e.key: e for e in cache.entries(include_incomplete=True)}.get(key)
+    except Exception:  # noqa: BLE001 - only a message: never hide the interruption itself
+        entry = None
+    if entry is None:
+        return "no batch was finished, nothing was stored"
+    if entry.complete:
+        return f"the entry is complete ({entry.n_images} images) in {str(cache.path)!r}"
+    return (f"kept {entry.n_done}/{entry.n_images} images in {str(cache.path)!r}; run the "
+            "same command again to resume")
+
+
 def _extract(args: argparse.Namespace) -> int:
     from .cache import FeatureCache
+    from .exceptions import Terminated
 
+    if args.workers is not None and args.scheduler is not None:
+        raise _UsageError(
+            "--workers sizes the local cluster started without --scheduler; with "
+            f"--scheduler {args.scheduler} the cluster's own workers run the shards. "
+            "Pass one of the two."
+        )
+    _output_path("--cache", args.cache, probe=False)  # a read-only cache still serves hits
     extractor, build = _build_extractor(args)
     cnn_size = tuple(extractor.image_shape_[:2]) if build["name"] == "cifar_cnn" else None
     data = _load_dataset(args, cnn_size)  # type: ignore[arg-type]
     images = data["images"]
     size = tuple(int(s) for s in images.shape[1:3])
+    _check_extraction_memory(extractor, size, batch=args.batch_size,  # type: ignore[arg-type]
+                             option="--input-size", read_option=data["size_option"])
     dim = extractor.output_dim(size)
     config = extractor.describe()
     cache = FeatureCache(Path(args.cache).expanduser())
@@ -596,32 +947,33 @@ def _extract(args: argparse.Namespace) -> int:
     sharded = args.shards is not None or args.workers is not None or args.scheduler is not None
     t = time.perf_counter()
     try:
-        if sharded:  # one Dask task per shard; the shards are merged into one entry
-            from .distributed import extract_distributed
-            from .exceptions import InvalidInputError
+        try:
+            if sharded:  # one Dask task per shard; the shards are merged into one entry
+                from .distributed import extract_distributed
 
-            if args.workers is not None and args.scheduler is not None:
-                raise InvalidInputError(
-                    "--workers sizes the local cluster started without --scheduler; with "
-                    f"--scheduler {args.scheduler} the cluster's own workers run the shards. "
-                    "Pass one of the two."
+                extract_distributed(
+                    extractor, images, cache, n_shards=args.shards, address=args.scheduler,
+                    n_workers=2 if args.workers is None else args.workers,
+                    batch_size=args.batch_size, labels=data["labels"],
+                    class_names=data["class_names"], lazy=True,
+                    verbose=int(_progress_mode(args) != "off" and not args.quiet),
                 )
-            extract_distributed(
-                extractor, images, cache, n_shards=args.shards, address=args.scheduler,
-                n_workers=2 if args.workers is None else args.workers,
-                batch_size=args.batch_size, labels=data["labels"],
-                class_names=data["class_names"], lazy=True,
-                verbose=int(_progress_mode(args) != "off" and not args.quiet),
-            )
-        else:
-            wrapped = _ProgressExtractor(extractor, desc="extracting", mode=_progress_mode(args))
-            cache.extract(
-                wrapped, images, labels=data["labels"], class_names=data["class_names"],
-                batch_size=args.batch_size, lazy=True,
-            )
-    finally:  # an interrupted entry is described too (`info` shows what it was)
-        with contextlib.suppress(Exception):
-            _tag_entry(cache, key, {**data["meta"], "extractor": build})
+            else:
+                wrapped = _ProgressExtractor(extractor, desc="extracting",
+                                             mode=_progress_mode(args))
+                cache.extract(
+                    wrapped, images, labels=data["labels"], class_names=data["class_names"],
+                    batch_size=args.batch_size, lazy=True,
+                )
+        finally:  # an interrupted entry is described too (`info` shows what it was)
+            with contextlib.suppress(Exception):
+                _tag_entry(cache, key, {**data["meta"], "extractor": build})
+    except (KeyboardInterrupt, Terminated) as exc:
+        kept = ("the finished shards are kept; run the same command again to resume"
+                if sharded else _kept(cache, key))
+        if isinstance(exc, Terminated):
+            raise Terminated(f"terminated (SIGTERM); {kept}") from exc
+        raise KeyboardInterrupt(kept) from exc
     seconds = time.perf_counter() - t
     entry = cache.info(key)
     if args.quiet:
@@ -647,7 +999,8 @@ def _fit(args: argparse.Namespace) -> int:
 
     from .exceptions import CacheError
 
-    _check_fraction(args.validation_split, "--validation-split")
+    _output_path("--output", args.output)
+    output = Path(args.output).expanduser()
     head = _make_head(args)
     if args.head == "dense" and not args.verbose:
         _import_tensorflow_quietly()
@@ -673,6 +1026,7 @@ def _fit(args: argparse.Namespace) -> int:
             X, y, test_size=args.validation_split, random_state=args.seed,
             stratify=y if counts.min() >= 2 else None,
         )
+        _check_neighbors(args, len(y_tr), "the training part")
         fit_s = _fit_with_progress(head, X_tr, y_tr, mode=mode, desc="dense head")
         train_acc = float(head.score(X_tr, y_tr))
         val_acc = float(head.score(X_val, y_val))
@@ -687,12 +1041,12 @@ def _fit(args: argparse.Namespace) -> int:
             _print(f"  refit on all {len(y)} samples (fit {fit_s:.1f} s)")
             report["refit"] = True
     else:
+        _check_neighbors(args, len(y), "the entry")
         fit_s = _fit_with_progress(head, X, y, mode=mode, desc="dense head")
         train_acc = float(head.score(X, y))
         _print(f"  train: {len(y)} samples, accuracy {train_acc:.3f}   (fit {fit_s:.1f} s; "
                "no validation split)")
         report = {"train_samples": len(y), "train_accuracy": train_acc}
-    output = Path(args.output).expanduser()
     provenance = {
         "cache": str(cache.path.resolve()),
         "key": entry.key,
@@ -728,9 +1082,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     from .exceptions import CacheError, InvalidInputError
 
-    plot = Path(args.plot).expanduser() if args.plot else None
-    if plot is not None and plot.suffix.lower() != ".png":
-        raise _UsageError(f"--plot must name a .png file; received {args.plot!r}")
+    plot = _png_output("--plot", args.plot)
     head, head_prov = _load_head(args)
     cache = _open_cache(args.cache)
     entry, prov = _select_entry(cache, args, natural_split="test")
@@ -746,11 +1098,13 @@ def _evaluate(args: argparse.Namespace) -> int:
         )
     trained_fp = (head_prov.get("extractor") or {}).get("fingerprint")
     if trained_fp and trained_fp != entry.extractor_fingerprint:
+        difference = _config_difference(
+            entry.extractor_config, head_prov["extractor"].get("config"), "entry", "head"
+        )
         raise InvalidInputError(
-            f"Entry {_short(entry.key)} was made by another extractor "
-            f"({_extractor_summary(entry.extractor_config)}) than the head was trained on "
-            f"({_extractor_summary(head_prov['extractor'].get('config') or {})}); its "
-            "accuracy would be meaningless. Choose an entry with --key/--extractor."
+            f"Entry {_short(entry.key)} was made by another extractor than the head was "
+            f"trained on: {difference}. Its accuracy would be meaningless. Choose an entry "
+            "with --key/--extractor."
         )
     X = np.asarray(cache.load(entry.key))
     names = entry.class_names or head_prov.get("class_names")
@@ -859,13 +1213,11 @@ def _train_cnn(args: argparse.Namespace) -> int:
     from .datasets import CIFAR10_CLASSES, balanced_subset, load_cifar10_or_sample
     from .extractors import CifarCNN
 
-    _check_fraction(args.validation_split, "--validation-split")
     output = Path(args.output).expanduser()
     if output.suffix != ".keras":
         raise _UsageError(f"--output must end in .keras; received {args.output!r}")
-    plot = Path(args.plot).expanduser() if args.plot else None
-    if plot is not None and plot.suffix.lower() != ".png":
-        raise _UsageError(f"--plot must name a .png file; received {args.plot!r}")
+    _output_path("--output", args.output)
+    plot = _png_output("--plot", args.plot)
     params: dict[str, Any] = {"validation_split": args.validation_split, "random_state": args.seed}
     if args.epochs is not None:
         params["epochs"] = args.epochs
@@ -884,6 +1236,8 @@ def _train_cnn(args: argparse.Namespace) -> int:
             raise _UsageError("--preset: this version of CifarCNN has no presets")
         params["preset"] = args.preset
     model = CifarCNN(**params)
+    with _options_checked(list(_PARAM_OPTIONS)):  # before loading data and training
+        model._validate_params()
     (x_train, y_train), (x_test, y_test), source = load_cifar10_or_sample(args.data)
     x_train, y_train = balanced_subset(x_train, y_train, args.train_size)
     x_test, y_test = balanced_subset(x_test, y_test, args.test_size)
@@ -919,7 +1273,7 @@ _GLOB_CHARS = frozenset("*?[")
 
 
 def _expand_images(patterns: Sequence[str]) -> list[Path]:
-    from .datasets import IMAGE_EXTENSIONS
+    from .datasets import IMAGE_EXTENSIONS, _list_images
     from .exceptions import InvalidInputError
 
     files: list[Path] = []
@@ -931,10 +1285,8 @@ def _expand_images(patterns: Sequence[str]) -> list[Path]:
             if not matches:
                 raise InvalidInputError(f"No image files match {pattern!r}.")
             files.extend(Path(m) for m in matches)
-        elif Path(expanded).is_dir():
-            found = sorted(p for p in Path(expanded).rglob("*")
-                           if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-                           and not p.name.startswith("."))
+        elif Path(expanded).is_dir():  # at any depth, through symlinked folders too
+            found = sorted(_list_images(Path(expanded), tuple(IMAGE_EXTENSIONS)))
             if not found:
                 raise InvalidInputError(f"The folder {pattern!r} holds no image files.")
             files.extend(found)
@@ -975,11 +1327,7 @@ def _predict(args: argparse.Namespace) -> int:
 
     if (args.cnn is None) == (args.head is None):
         raise _UsageError("pass either --cnn PATH.keras or --head PATH (with its extractor)")
-    if args.top_k < 1:
-        raise _UsageError(f"--top-k must be a positive integer; received {args.top_k}")
-    plot = Path(args.plot).expanduser() if args.plot else None
-    if plot is not None and plot.suffix.lower() != ".png":
-        raise _UsageError(f"--plot must name a .png file; received {args.plot!r}")
+    plot = _png_output("--plot", args.plot)
     files = _expand_images(args.images)
     mode = _progress_mode(args)
     if args.cnn is not None:
@@ -988,12 +1336,13 @@ def _predict(args: argparse.Namespace) -> int:
             raise _UsageError("--extractor/--weights/--layer/--pooling/--input-size need --head")
         from .extractors import CifarCNN
 
-        model = CifarCNN.load(Path(args.cnn).expanduser())
+        model = CifarCNN.load(_input_file("--cnn", args.cnn) or Path(args.cnn))
         if args.batch_size is not None:
             model.set_params(batch_size=args.batch_size)
         size = tuple(int(s) for s in model.image_shape_[:2])
         if args.image_size is not None and (args.image_size, args.image_size) != size:
             raise _UsageError(f"--image-size: this CNN takes {size[0]}x{size[1]} images")
+        _check_read_memory("--image-size", size, len(files))  # type: ignore[arg-type]
         images = _read_images(files, size)  # type: ignore[arg-type]
         probs = model.predict_proba(images)
         classes = [str(c) for c in model.classes_.tolist()]
@@ -1010,20 +1359,28 @@ def _predict(args: argparse.Namespace) -> int:
         if saved.get("fingerprint") and extractor.fingerprint != saved["fingerprint"] and not (
             args.ignore_fingerprint
         ):
+            difference = _config_difference(
+                extractor.describe(), saved.get("config"), "given", "head"
+            )
             raise InvalidInputError(
                 f"The extractor {_extractor_summary(extractor.describe())} differs from the one "
-                f"the head was trained on ({_extractor_summary(saved.get('config') or {})}), so "
-                "its predictions would be meaningless. Drop the options that change it (or "
-                "pass the same weights file / --cnn model), or pass --ignore-fingerprint."
+                f"the head was trained on: {difference}. Its predictions would be "
+                "meaningless. Drop the options that change it (or pass the same weights file "
+                "/ --cnn model), or pass --ignore-fingerprint."
             )
+        size_option = "--image-size"
         if args.image_size is not None:
             size = (args.image_size, args.image_size)
         elif prov.get("image_size"):
             size = tuple(int(s) for s in prov["image_size"])  # type: ignore[assignment]
         elif getattr(extractor, "input_size", None):
             size = (extractor.input_size, extractor.input_size)
+            size_option = "--input-size" if args.input_size is not None else size_option
         else:
             size = (224, 224)
+        _check_read_memory(size_option, size, len(files))  # type: ignore[arg-type]
+        _check_extraction_memory(extractor, size, batch=args.batch_size,  # type: ignore[arg-type]
+                                 option="--input-size", read_option=size_option)
         images = _read_images(files, size)  # type: ignore[arg-type]
         wrapped = _ProgressExtractor(extractor, desc="extracting", mode=mode)
         feats = np.concatenate([f for _, f in wrapped.iter_features(images)], axis=0)
@@ -1084,6 +1441,16 @@ def _demo(args: argparse.Namespace) -> int:
     from .exceptions import WeightsNotFoundError
 
     mode = _progress_mode(args)
+    _weights_file(args)
+    _output_path("--cache", args.cache, probe=False)
+    plots = _output_path("--plots", args.plots, folder=True)
+    weights = None if args.weights == "none" else args.weights
+    extractor: Any = VGG16Extractor(
+        weights=weights, pooling="avg", input_size=args.input_size, batch_size=args.batch_size
+    )
+    with _options_checked(["input_size", "batch_size"]):
+        extractor._validate_params()
+    _check_extraction_memory(extractor, (32, 32), batch=args.batch_size, option="--input-size")
     t_start = time.perf_counter()
     _print("transferkit demo: ImageNet features + a quick classifier on CIFAR-10")
     (x_train, y_train), (x_test, y_test), source = load_cifar10_or_sample(args.data)
@@ -1091,11 +1458,6 @@ def _demo(args: argparse.Namespace) -> int:
     x_test, y_test = balanced_subset(x_test, y_test, args.test_size)
     _print(f"  data: {source}: {len(x_train)} train / {len(x_test)} test images, 32x32 RGB")
 
-    weights = None if args.weights == "none" else args.weights
-    extractor: Any = VGG16Extractor(
-        weights=weights, pooling="avg", input_size=args.input_size, batch_size=args.batch_size
-    )
-    plots = Path(args.plots).expanduser() if args.plots else None
     try:
         dim = extractor.output_dim()
         _print(
@@ -1218,22 +1580,23 @@ def _common_options() -> argparse.ArgumentParser:
 
 def _add_extractor_options(p: argparse.ArgumentParser, *, with_cnn: bool = True) -> None:
     g = p.add_argument_group("extractor")
-    g.add_argument("--extractor", metavar="NAME",
+    g.add_argument("--extractor", type=_name, metavar="NAME",
                    help="registered extractor (`python -c 'import transferkit; print("
                         "transferkit.list_extractors())'`); default vgg16")
-    g.add_argument("--weights", metavar="W",
+    g.add_argument("--weights", type=_name, metavar="W",
                    help="backbone weights: imagenet (the default), none (random, seeded) or a "
                         "weights file")
-    g.add_argument("--layer", metavar="L", help="backbone layer whose output are the features "
-                                   "(VGG-16: block5_pool by default)")
-    g.add_argument("--pooling", metavar="P",
+    g.add_argument("--layer", type=_name, metavar="L",
+                   help="backbone layer whose output are the features (VGG-16: block5_pool by "
+                        "default)")
+    g.add_argument("--pooling", type=_name, metavar="P",
                    help="feature map to vector: avg (default), max or flatten")
-    g.add_argument("--input-size", type=int, metavar="N",
+    g.add_argument("--input-size", type=_positive_int, metavar="N",
                    help="side images are resized to inside the model (VGG-16 default: the "
                         "images' own size)")
-    g.add_argument("--batch-size", type=int, metavar="N", help="images per forward pass")
+    g.add_argument("--batch-size", type=_positive_int, metavar="N", help="images per forward pass")
     if with_cnn:
-        g.add_argument("--cnn", metavar="PATH.keras",
+        g.add_argument("--cnn", type=_path, metavar="PATH.keras",
                        help="a trained CifarCNN (from `transferkit train-cnn`) as the extractor")
 
 
@@ -1244,9 +1607,11 @@ def _add_entry_options(p: argparse.ArgumentParser, natural: str) -> None:
         f"default the {natural} split when entries record one); several matches are an "
         "error unless --latest.",
     )
-    g.add_argument("--cache", required=True, metavar="FILE", help="feature cache (HDF5) file")
-    g.add_argument("--key", help="entry key, or a unique prefix of it (see `transferkit info`)")
-    g.add_argument("--extractor", metavar="NAME", help="only entries of this extractor")
+    g.add_argument("--cache", type=_path, required=True, metavar="FILE",
+                   help="feature cache (HDF5) file")
+    g.add_argument("--key", type=_name,
+                   help="entry key, or a unique prefix of it (see `transferkit info`)")
+    g.add_argument("--extractor", type=_name, metavar="NAME", help="only entries of this extractor")
     g.add_argument("--split", choices=("train", "test"), help="only entries of this split")
     g.add_argument("--latest", action="store_true", help="the newest of the matching entries")
 
@@ -1273,7 +1638,9 @@ def build_parser() -> argparse.ArgumentParser:
             "  transferkit fit --cache f.h5 --head logreg --output head.tkhead\n"
             "  transferkit evaluate --head head.tkhead --cache f.h5 --plot confusion.png"
         ),
-        epilog="Exit codes: 0 ok, 1 transferkit error, 2 usage error, 130 interrupted.",
+        epilog="Exit codes: 0 ok, 1 transferkit error, 2 usage error, 130 interrupted "
+               "(Ctrl-C), 143 terminated (SIGTERM); an interrupted or terminated extraction "
+               "resumes when run again.",
         formatter_class=_HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"transferkit {__version__}")
@@ -1307,30 +1674,30 @@ def build_parser() -> argparse.ArgumentParser:
         "  KEY=$(transferkit extract --quiet --data cifar10-jpg/ --cache f.h5)",
     )
     g = p.add_argument_group("data")
-    g.add_argument("--data", metavar="PATH",
+    g.add_argument("--data", type=_path, metavar="PATH",
                    help="CIFAR-10: archive, cifar-10-batches-py/ or JPEG tree (default: local "
                         "copies, Keras' download, then the bundled sample)")
-    g.add_argument("--image-folder", metavar="DIR",
+    g.add_argument("--image-folder", type=_path, metavar="DIR",
                    help="your own images, DIR/<class>/<image> (with --split, DIR/<split>/ if "
                         "it exists)")
     g.add_argument("--split", choices=("train", "test"),
                    help="CIFAR-10 split (default train); recorded with the entry")
-    g.add_argument("--image-size", type=int, metavar="N",
+    g.add_argument("--image-size", type=_positive_int, metavar="N",
                    help="--image-folder: side images are resized to when read (default: "
                         "--input-size, the CNN's size, or 224)")
-    g.add_argument("--limit", type=int, metavar="N",
+    g.add_argument("--limit", type=_positive_int, metavar="N",
                    help="use N images, spread evenly over the classes (default: all)")
     _add_extractor_options(p)
-    p.add_argument("--cache", default="features.h5", metavar="FILE",
+    p.add_argument("--cache", type=_path, default="features.h5", metavar="FILE",
                    help="feature cache (HDF5) file; created if needed")
     g = p.add_argument_group("distributed (Dask: pip install 'transferkit[distributed]')")
-    g.add_argument("--shards", type=int, metavar="N",
+    g.add_argument("--shards", type=_positive_int, metavar="N",
                    help="split the extraction into N shards run by Dask workers, merged into "
                         "one entry (default with --workers/--scheduler: twice the workers' "
                         "threads, or the shards of an earlier run)")
-    g.add_argument("--workers", type=int, metavar="N",
+    g.add_argument("--workers", type=_positive_int, metavar="N",
                    help="worker processes of the local Dask cluster to start (default 2)")
-    g.add_argument("--scheduler", metavar="ADDRESS",
+    g.add_argument("--scheduler", type=_name, metavar="ADDRESS",
                    help="run the shards on the Dask cluster of this scheduler, e.g. "
                         "tcp://host:8786 (the cache folder must be shared with its workers)")
     p.add_argument("--quiet", "-q", action="store_true", help="print only the entry key")
@@ -1351,25 +1718,27 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("head")
     g.add_argument("--head", choices=tuple(HEAD_CHOICES), default="logreg",
                    help="kind of head (see above)")
-    g.add_argument("--epochs", type=int, metavar="N",
+    g.add_argument("--epochs", type=_positive_int, metavar="N",
                    help="dense: most epochs (default 30; early stopping)")
     g.add_argument("--hidden-units", metavar="N[,N...]",
                    help="dense: hidden layer widths, '' for none (default 256)")
-    g.add_argument("--dropout", type=float, metavar="F",
+    g.add_argument("--dropout", type=_fraction, metavar="F",
                    help="dense: dropout rate (default 0.5)")
-    g.add_argument("--learning-rate", type=float, metavar="F",
+    g.add_argument("--learning-rate", type=_positive_float, metavar="F",
                    help="dense: Adam's learning rate (default 0.001)")
-    g.add_argument("--C", type=float, dest="C", metavar="F",
+    g.add_argument("--C", type=_positive_float, dest="C", metavar="F",
                    help="logreg/svm/linear-svm: inverse regularization strength (default 1.0)")
-    g.add_argument("--neighbors", type=int, metavar="N", help="knn: neighbours (default 10)")
-    g.add_argument("--trees", type=int, metavar="N", help="random-forest: trees (default 200)")
-    g.add_argument("--validation-split", type=float, default=0.2, metavar="F",
+    g.add_argument("--neighbors", type=_positive_int, metavar="N",
+                   help="knn: neighbours (default 10)")
+    g.add_argument("--trees", type=_positive_int, metavar="N",
+                   help="random-forest: trees (default 200)")
+    g.add_argument("--validation-split", type=_fraction, default=0.2, metavar="F",
                    help="fraction held out (stratified) to report validation accuracy; 0: none")
     g.add_argument("--refit", action="store_true",
                    help="after the report, train again on all samples and save that head")
-    g.add_argument("--seed", type=int, default=0, metavar="N",
+    g.add_argument("--seed", type=_seed, default=0, metavar="N",
                    help="seed of the split and the head")
-    p.add_argument("--output", "-o", default="head.tkhead", metavar="FILE",
+    p.add_argument("--output", "-o", type=_path, default="head.tkhead", metavar="FILE",
                    help="head file to write")
     p.set_defaults(func=_fit)
 
@@ -1383,13 +1752,15 @@ def build_parser() -> argparse.ArgumentParser:
         "confusion.png --normalize true\n"
         "  transferkit evaluate --head head.tkhead --cache f.h5 --json | jq .accuracy",
     )
-    p.add_argument("--head", required=True, metavar="FILE", help="head file (from `fit`)")
+    p.add_argument("--head", type=_path, required=True, metavar="FILE",
+                   help="head file (from `fit`)")
     _add_entry_options(p, "test")
-    p.add_argument("--plot", metavar="PNG", help="also save the confusion matrix as a PNG")
+    p.add_argument("--plot", type=_path, metavar="PNG",
+                   help="also save the confusion matrix as a PNG")
     p.add_argument("--normalize", choices=("none", "true", "pred", "all"), default="none",
                    help="--plot: counts, or fractions of each true class / prediction / all")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
-    p.add_argument("--trust", action="append", metavar="TYPE",
+    p.add_argument("--trust", type=_name, action="append", metavar="TYPE",
                    help="extra type to trust when loading a scikit-learn head (repeatable)")
     p.add_argument("--allow-pickle", action="store_true",
                    help="load heads saved with pickle (runs code from the file: trusted only)")
@@ -1402,7 +1773,8 @@ def build_parser() -> argparse.ArgumentParser:
         "size), shape, size on disk, creation date, whether complete, and the data.",
         "  transferkit info --cache f.h5\n  transferkit info --cache f.h5 --json",
     )
-    p.add_argument("--cache", required=True, metavar="FILE", help="feature cache (HDF5) file")
+    p.add_argument("--cache", type=_path, required=True, metavar="FILE",
+                   help="feature cache (HDF5) file")
     p.add_argument("--json", action="store_true", help="print everything as JSON")
     p.set_defaults(func=_info)
 
@@ -1416,15 +1788,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--plot curves.png\n"
         "  transferkit train-cnn --train-size 5000 --epochs 3",
     )
-    p.add_argument("--data", metavar="PATH", help="CIFAR-10 location (default: local copies, "
-                                                  "Keras' download, then the bundled sample)")
-    p.add_argument("--train-size", type=int, metavar="N", help="training images (default all)")
-    p.add_argument("--test-size", type=int, metavar="N", help="test images (default all)")
-    p.add_argument("--epochs", type=int, metavar="N",
+    p.add_argument("--data", type=_path, metavar="PATH",
+                   help="CIFAR-10 location (default: local copies, Keras' download, then the "
+                        "bundled sample)")
+    p.add_argument("--train-size", type=_positive_int, metavar="N",
+                   help="training images (default all)")
+    p.add_argument("--test-size", type=_positive_int, metavar="N", help="test images (default all)")
+    p.add_argument("--epochs", type=_positive_int, metavar="N",
                    help="training epochs (default: CifarCNN's, 8 for the talk's network)")
-    p.add_argument("--batch-size", type=int, metavar="N",
+    p.add_argument("--batch-size", type=_positive_int, metavar="N",
                    help="images per training step (default: CifarCNN's, 64 for the talk's)")
-    p.add_argument("--validation-split", type=float, default=0.1, metavar="F",
+    p.add_argument("--validation-split", type=_fraction, default=0.1, metavar="F",
                    help="fraction of the training images held out to monitor val_accuracy")
     p.add_argument("--early-stopping", action="store_true",
                    help="stop when val_accuracy stops improving (keeps the best epoch)")
@@ -1432,15 +1806,16 @@ def build_parser() -> argparse.ArgumentParser:
                                                               "(default 64,64)")
     p.add_argument("--dense-units", metavar="N[,N...]", help="dense layer widths (default "
                                                              "256,128)")
-    p.add_argument("--learning-rate", type=float, metavar="F",
+    p.add_argument("--learning-rate", type=_positive_float, metavar="F",
                    help="Adam's learning rate (default 0.001)")
-    p.add_argument("--preset", metavar="NAME",
+    p.add_argument("--preset", type=_name, metavar="NAME",
                    help="a CifarCNN preset, if this version has presets")
-    p.add_argument("--seed", type=int, default=0, metavar="N",
+    p.add_argument("--seed", type=_seed, default=0, metavar="N",
                    help="seed of weights, shuffling, dropout")
-    p.add_argument("--output", "-o", default="cifar_cnn.keras", metavar="PATH.keras",
+    p.add_argument("--output", "-o", type=_path, default="cifar_cnn.keras", metavar="PATH.keras",
                    help="where to save the trained model")
-    p.add_argument("--plot", metavar="PNG", help="also save the training curves as a PNG")
+    p.add_argument("--plot", type=_path, metavar="PNG",
+                   help="also save the training curves as a PNG")
     p.set_defaults(func=_train_cnn, needs_tf=True)
 
     # ------------------------------------------------------------------ predict
@@ -1455,22 +1830,23 @@ def build_parser() -> argparse.ArgumentParser:
         "  transferkit predict img/ --head head.tkhead --extractor vgg16 --input-size 64 "
         "--ignore-fingerprint",
     )
-    p.add_argument("images", nargs="+", metavar="IMAGE",
+    p.add_argument("images", nargs="+", type=_path, metavar="IMAGE",
                    help="image files, folders (searched recursively) or glob patterns")
-    p.add_argument("--head", metavar="FILE", help="head file (from `fit`)")
+    p.add_argument("--head", type=_path, metavar="FILE", help="head file (from `fit`)")
     _add_extractor_options(p)
-    p.add_argument("--image-size", type=int, metavar="N",
+    p.add_argument("--image-size", type=_positive_int, metavar="N",
                    help="side images are resized to when read (default: what the head was "
                         "trained on, else --input-size, else 224)")
-    p.add_argument("--top-k", type=int, default=3, metavar="K", help="classes shown per image")
+    p.add_argument("--top-k", type=_positive_int, default=3, metavar="K",
+                   help="classes shown per image")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
-    p.add_argument("--plot", metavar="PNG",
+    p.add_argument("--plot", type=_path, metavar="PNG",
                    help="also save a grid of the images with their top-k bars")
-    p.add_argument("--plot-max", type=int, default=32, metavar="N",
+    p.add_argument("--plot-max", type=_positive_int, default=32, metavar="N",
                    help="--plot: most images drawn")
     p.add_argument("--ignore-fingerprint", action="store_true",
                    help="use the extractor even if it differs from the head's")
-    p.add_argument("--trust", action="append", metavar="TYPE",
+    p.add_argument("--trust", type=_name, action="append", metavar="TYPE",
                    help="extra type to trust when loading a scikit-learn head (repeatable)")
     p.add_argument("--allow-pickle", action="store_true",
                    help="load heads saved with pickle (runs code from the file: trusted only)")
@@ -1485,20 +1861,22 @@ def build_parser() -> argparse.ArgumentParser:
         "  transferkit demo\n  transferkit demo --data cifar-10-python.tar.gz --plots "
         "demo_plots/\n  transferkit demo --weights none --input-size 32 --train-size 500",
     )
-    p.add_argument("--data", metavar="PATH",
+    p.add_argument("--data", type=_path, metavar="PATH",
                    help="CIFAR-10 location (archive, batches folder or JPEG tree)")
-    p.add_argument("--weights", default="imagenet", metavar="W",
+    p.add_argument("--weights", type=_name, default="imagenet", metavar="W",
                    help="VGG-16 weights: 'imagenet', 'none' (random) or a weights file")
-    p.add_argument("--input-size", type=int, default=64, metavar="N", help="VGG-16 input side")
-    p.add_argument("--train-size", type=int, default=5000, metavar="N", help="training images")
-    p.add_argument("--test-size", type=int, default=1000, metavar="N", help="test images")
-    p.add_argument("--batch-size", type=int, default=64, metavar="N",
+    p.add_argument("--input-size", type=_positive_int, default=64, metavar="N",
+                   help="VGG-16 input side")
+    p.add_argument("--train-size", type=_positive_int, default=5000, metavar="N",
+                   help="training images")
+    p.add_argument("--test-size", type=_positive_int, default=1000, metavar="N", help="test images")
+    p.add_argument("--batch-size", type=_positive_int, default=64, metavar="N",
                    help="images per forward pass")
-    p.add_argument("--cnn-epochs", type=int, default=8, metavar="N",
+    p.add_argument("--cnn-epochs", type=_positive_int, default=8, metavar="N",
                    help="CifarCNN epochs if it is used")
-    p.add_argument("--cache", default=os.path.join("transferkit_demo", "features.h5"),
+    p.add_argument("--cache", type=_path, default=os.path.join("transferkit_demo", "features.h5"),
                    metavar="FILE", help="feature cache file")
-    p.add_argument("--plots", metavar="DIR",
+    p.add_argument("--plots", type=_path, metavar="DIR",
                    help="also save plots there: confusion matrix, predictions grid (and the "
                         "CNN's training curves when it is trained)")
     p.set_defaults(func=_demo, needs_tf=True)
@@ -1545,18 +1923,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     -------
     int
         The exit code: 0 success, 1 a transferkit error, 2 a usage error found after
-        parsing, 130 interrupted. Parsing errors (and ``--help``) raise ``SystemExit``
-        as argparse does, with code 2 (0 for ``--help``).
+        parsing, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM). Parsing errors
+        (and ``--help``) raise ``SystemExit`` as argparse does, with code 2 (0 for
+        ``--help``).
+
+    Notes
+    -----
+    While the command runs, SIGTERM (sent by batch schedulers and containers to stop a
+    job) raises :class:`~transferkit.exceptions.Terminated` in the main thread, as
+    Ctrl-C raises ``KeyboardInterrupt``: an extraction writes every batch it computed
+    and resumes when run again. The previous SIGTERM handler is restored afterwards;
+    a handler other than the default one (or SIGTERM ignored) is left in place.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     parser = build_parser()
     args = parser.parse_args(argv)
-    from .exceptions import TransferkitError
+    from ._signals import sigterm_raises
+    from .exceptions import Terminated, TransferkitError
 
     try:
-        if getattr(args, "needs_tf", False) and not args.verbose:
-            _import_tensorflow_quietly()
-        return int(args.func(args))
+        with sigterm_raises():
+            if getattr(args, "needs_tf", False) and not args.verbose:
+                _import_tensorflow_quietly()
+            return int(args.func(args))
+    except Terminated as exc:
+        print(f"transferkit: {exc}", file=sys.stderr)
+        return EXIT_TERMINATED
     except _UsageError as exc:
         print(f"transferkit {args.command}: error: {exc}", file=sys.stderr)
         print(f"(see `transferkit {args.command} --help`)", file=sys.stderr)
@@ -1566,10 +1958,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"transferkit: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    except KeyboardInterrupt:
-        print("transferkit: interrupted (cached work is kept; run again to resume)",
-              file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        detail = str(exc) or "cached work is kept; run again to resume"
+        print(f"transferkit: interrupted ({detail})", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except MemoryError as exc:  # the checks before allocating missed a case
+        if args.verbose:
+            raise
+        print(f"transferkit: error: out of memory ({exc or 'MemoryError'}); lower --batch-size "
+              "or the image sizes (--image-size, --input-size)", file=sys.stderr)
+        return EXIT_ERROR
     except BrokenPipeError:  # e.g. `transferkit info ... | head -1`
         with contextlib.suppress(OSError):
             devnull = os.open(os.devnull, os.O_WRONLY)

@@ -13,6 +13,7 @@ and Pillow only when images are decoded.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import io
@@ -30,7 +31,13 @@ from typing import Any
 
 import numpy as np
 
-from ._validation import check_choice, check_positive_int, describe
+from ._validation import (
+    check_choice,
+    check_positive_int,
+    describe,
+    format_bytes,
+    memory_limit_bytes,
+)
 from .exceptions import (
     DatasetNotFoundError,
     ImageReadError,
@@ -1073,6 +1080,7 @@ class ImageFolderDataset:
     def _read(self, positions: Iterable[int]) -> np.ndarray:
         positions = list(positions)
         height, width = self._target_size() if positions else (0, 0)
+        _check_fits_in_memory(len(positions), height, width)
         out = np.empty((len(positions), height, width, 3), dtype=np.uint8)
         for k, i in enumerate(positions):
             image = _read_image(self.files[i], self.image_size, self._resample)
@@ -1169,13 +1177,49 @@ class ImageFolderDataset:
 
 
 def _list_images(folder: Path, extensions: tuple[str, ...]) -> list[Path]:
+    """Image files under ``folder``, at any depth, following symlinked folders.
+
+    A folder reached a second time (a symlink loop, or two links to one folder) is
+    walked once: the images are listed once, and a warning names the link skipped.
+    """
     found = []
-    for directory, subdirs, names in os.walk(folder):
-        subdirs[:] = [d for d in subdirs if not d.startswith(".")]
+    seen: dict[tuple[int, int], Path] = {}
+    with contextlib.suppress(OSError):
+        st = os.stat(folder)
+        seen[(st.st_dev, st.st_ino)] = folder
+    for directory, subdirs, names in os.walk(folder, followlinks=True):
+        kept = []
+        for name in sorted(subdirs):  # sorted: the same link is skipped on every run
+            if name.startswith("."):
+                continue
+            path = Path(directory, name)
+            try:
+                st = os.stat(path)
+            except OSError:  # vanished, or a link that no longer resolves
+                continue
+            first = seen.setdefault((st.st_dev, st.st_ino), path)
+            if first != path:
+                _warn_revisited(path, first)
+                continue
+            kept.append(name)
+        subdirs[:] = kept
         for name in names:
             if not name.startswith(".") and os.path.splitext(name)[1].lower() in extensions:
                 found.append(Path(directory, name))
     return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
+
+
+def _warn_revisited(link: Path, first: Path) -> None:
+    import warnings
+
+    target = os.path.realpath(link)
+    if first in link.parents:
+        reason = f"a symlink loop: it leads back to '{first}', which contains it"
+    else:
+        reason = f"it leads to a folder already listed as '{first}', whose images count once"
+    warnings.warn(
+        f"Skipped the folder '{link}' (-> '{target}'): {reason}.", UserWarning, stacklevel=4
+    )
 
 
 def load_image_folder(
@@ -1190,8 +1234,10 @@ def load_image_folder(
     """Index a folder of images with one subfolder per class.
 
     ``root/<class>/<file>`` (files may also sit deeper, in subfolders of a class
-    folder). Files whose extension is not in ``extensions`` and names starting
-    with ``.`` are ignored. Nothing is decoded here: the returned dataset reads
+    folder; symlinked files and folders are followed, and a folder reached twice, as
+    through a symlink loop, is read once, with a warning naming the link). Files
+    whose extension is not in ``extensions`` and names starting with ``.`` are
+    ignored. Nothing is decoded here: the returned dataset reads
     images on demand, converting them to RGB (grayscale, palette, RGBA and CMYK
     alike; alpha is dropped, 16-bit grayscale keeps its 8 high bits), applying the
     EXIF orientation, and resizing them to ``image_size`` with Pillow.
@@ -1239,6 +1285,8 @@ def load_image_folder(
     """
     folder = _as_path("root", root)
     size = _normalize_image_size(image_size)
+    if size is not None:
+        _check_fits_in_memory(1, *size)
     batch = check_positive_int("batch_size", batch_size)
     if not isinstance(interpolation, str):
         raise InvalidTypeError(
@@ -1314,6 +1362,21 @@ def load_image_folder(
         image_size=size,
         interpolation=interpolation,
         batch_size=batch,  # type: ignore[arg-type]
+    )
+
+
+def _check_fits_in_memory(n: int, height: int, width: int) -> None:
+    """Raise before allocating ``n`` decoded images of ``height`` x ``width`` beyond memory."""
+    limit = memory_limit_bytes()
+    needed = n * height * width * 3
+    if limit is None or needed <= limit:
+        return
+    what = "one image" if n == 1 else f"{n} images"
+    raise InvalidInputError(
+        f"`image_size` ({height}, {width}) needs {format_bytes(needed)} of memory for {what} "
+        f"(height x width x 3 bytes each), more than the {format_bytes(limit)} this machine "
+        "has; pass a smaller `image_size`"
+        + ("." if n == 1 else ", or read fewer images at once (`iter_batches(batch_size)`).")
     )
 
 

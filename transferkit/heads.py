@@ -869,6 +869,7 @@ class DenseHead(_HeadScoreMixin, ClassifierMixin, BaseEstimator):
                 raise
             raise InvalidInputError(f"{hf.where} is damaged: {type(exc).__name__}: {exc}") from exc
         head.model_ = _model_from_bytes(hf.member(_MODEL), source=hf.where)
+        _check_dense_consistent(head, hf)
         return head
 
 
@@ -1199,7 +1200,76 @@ class SklearnHead(_HeadScoreMixin, ClassifierMixin, BaseEstimator):
             raise InvalidInputError(f"{hf.where} is damaged: {type(exc).__name__}: {exc}") from exc
         head.estimator_ = estimator
         head.scaler_ = scaler
+        _check_sklearn_consistent(head, hf)
         return head
+
+
+# --------------------------------------------------------------------------- consistency
+
+
+def _mismatch(hf: _HeadFile, what: str) -> InvalidInputError:
+    return InvalidInputError(
+        f"{hf.where} is damaged: {what}. Its {_META} and its model were not saved together "
+        "(edited or mixed up files): train the head again and save it."
+    )
+
+
+def _shown(classes: np.ndarray) -> str:
+    values = classes.tolist()
+    return f"{values[:10]}{' ...' if len(values) > 10 else ''}"
+
+
+def _check_dense_consistent(head: DenseHead, hf: _HeadFile) -> None:
+    """The class list and feature count of ``meta.json`` must match the Keras model."""
+    n_classes, n_features = len(head.classes_), int(head.n_features_in_)
+    try:
+        outputs = int(head.model_.output_shape[-1])
+        inputs = int(head.model_.input_shape[-1])
+    except (AttributeError, IndexError, TypeError, ValueError) as exc:
+        raise _mismatch(hf, f"its model has no usable input/output shape ({exc})") from exc
+    if outputs != n_classes:
+        raise _mismatch(
+            hf, f"its class list holds {n_classes} classes ({_shown(head.classes_)}) but its "
+            f"model outputs {outputs} class probabilities"
+        )
+    if inputs != n_features:
+        raise _mismatch(
+            hf, f"it records {n_features} input features (n_features_in) but its model "
+            f"takes {inputs}"
+        )
+    for name in ("mean_", "scale_"):
+        value = getattr(head, name)
+        if value is not None and value.shape != (n_features,):
+            raise _mismatch(
+                hf, f"its standardization array {name} has shape {value.shape}; expected "
+                f"({n_features},), one value per input feature"
+            )
+
+
+def _check_sklearn_consistent(head: SklearnHead, hf: _HeadFile) -> None:
+    """The class list and feature count of ``meta.json`` must match the estimator."""
+    classes, n_features = head.classes_, int(head.n_features_in_)
+    seen = getattr(head.estimator_, "classes_", None)
+    if seen is not None:
+        seen = np.asarray(seen)
+        codes_ok = seen.ndim == 1 and seen.dtype.kind in "iu" and len(np.unique(seen)) == len(
+            seen
+        ) and (seen.size == 0 or (seen.min() >= 0 and seen.max() < len(classes)))
+        # Only a head fitted on one-hot labels (classes 0..k-1) may have classes that its
+        # estimator never saw; otherwise both lists have the same length.
+        one_hot = classes.dtype.kind in "iu" and np.array_equal(classes, np.arange(len(classes)))
+        if not codes_ok or (len(seen) != len(classes) and not one_hot):
+            raise _mismatch(
+                hf, f"its class list holds {len(classes)} classes ({_shown(classes)}) but its "
+                f"estimator was trained on {len(seen)} class codes ({_shown(seen)})"
+            )
+    for part, obj in (("estimator", head.estimator_), ("scaler", head.scaler_)):
+        expected = getattr(obj, "n_features_in_", None)
+        if expected is not None and int(expected) != n_features:
+            raise _mismatch(
+                hf, f"it records {n_features} input features (n_features_in) but its {part} "
+                f"was fitted on {int(expected)}"
+            )
 
 
 # --------------------------------------------------------------------------- skops
@@ -1299,8 +1369,10 @@ def load_head(
     Raises
     ------
     InvalidInputError
-        If the file is missing, not a head file, damaged, from a newer transferkit,
-        needs untrusted types, or is a pickle and ``allow_pickle`` is False.
+        If the file is missing, not a head file, damaged (including a class list or
+        feature count in ``meta.json`` that does not match the model or estimator
+        stored beside it), from a newer transferkit, needs untrusted types, or is a
+        pickle and ``allow_pickle`` is False.
     """
     hf = _HeadFile(path)
     kind = hf.meta["class"]
