@@ -123,12 +123,13 @@ def _simulate_fit(monkeypatch, *, budget_s, steps, epochs, batch_s, trace_s=0.0,
     """
     from types import SimpleNamespace
 
-    from transferkit.extractors import cifar_cnn
+    from transferkit.extractors import _time_budget
+    from transferkit.extractors._training import OneCycle
 
     clock = [0.0]
-    monkeypatch.setattr(cifar_cnn, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
-    sched = cifar_cnn.OneCycle(peak=1.0, total_steps=steps * epochs) if schedule else None
-    budget = cifar_cnn._TimeBudget(budget_s, 0.0, steps=steps, epochs=epochs, schedule=sched)
+    monkeypatch.setattr(_time_budget, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    sched = OneCycle(peak=1.0, total_steps=steps * epochs) if schedule else None
+    budget = _time_budget.TimeBudget(budget_s, 0.0, steps=steps, epochs=epochs, schedule=sched)
     model = SimpleNamespace(stop_training=False)
     clock[0] = setup_s
     plans = []
@@ -193,7 +194,7 @@ def test_time_budget_stops_mid_epoch_only_as_a_last_resort(monkeypatch) -> None:
 
 
 def test_time_budget_warns_when_cut_short(data, monkeypatch) -> None:
-    from transferkit.extractors import cifar_cnn
+    from transferkit.extractors._time_budget import TimeBudget
 
     (x, y), _ = data
 
@@ -204,8 +205,8 @@ def test_time_budget_warns_when_cut_short(data, monkeypatch) -> None:
         else:
             original(self, batch, model)
 
-    original = cifar_cnn._TimeBudget._batch_end
-    monkeypatch.setattr(cifar_cnn._TimeBudget, "_batch_end", slows_down)
+    original = TimeBudget._batch_end
+    monkeypatch.setattr(TimeBudget, "_batch_end", slows_down)
     with pytest.warns(UserWarning, match=r"stopped training in epoch \d of \d.*max_minutes=5"):
         CifarCNN(**TINY_FAST, epochs=3, max_minutes=5).fit(x[:64], y[:64])
 
@@ -241,12 +242,12 @@ def test_time_budget_replans_longer_or_shorter_as_the_machine_changes_speed(
 
 
 def test_patch_whitening_kernel_whitens_2x2_patches() -> None:
-    from transferkit.extractors.cifar_cnn import _patch_whitening_kernel
+    from transferkit.extractors._training import patch_whitening_kernel
 
     rng = np.random.default_rng(0)
     mix = np.array([[1.0, 0.8, 0.2], [0.0, 1.0, 0.5], [0.0, 0.0, 1.0]])
     images = (rng.normal(size=(64, 9, 9, 3)) @ mix).astype(np.float32)  # correlated channels
-    kernel = _patch_whitening_kernel(images, eps=1e-9)
+    kernel = patch_whitening_kernel(images, eps=1e-9)
     assert kernel.shape == (2, 2, 3, 24)
     patches = np.stack([images[:, dy:dy + 8, dx:dx + 8] for dy in (0, 1) for dx in (0, 1)],
                        axis=3).reshape(-1, 12)
@@ -291,7 +292,7 @@ def test_alternating_flip_mirrors_every_other_epoch_in_training_only(data, monke
     seen = []  # the side each epoch trains on
     from transferkit.extractors import cifar_cnn
 
-    original = cifar_cnn._alternating_flip_callback
+    original = cifar_cnn.alternating_flip_callback
 
     def spy(layer):
         callback = original(layer)
@@ -304,7 +305,7 @@ def test_alternating_flip_mirrors_every_other_epoch_in_training_only(data, monke
         callback.on_epoch_begin = on_epoch_begin
         return callback
 
-    monkeypatch.setattr(cifar_cnn, "_alternating_flip_callback", spy)
+    monkeypatch.setattr(cifar_cnn, "alternating_flip_callback", spy)
     cnn = CifarCNN(**TINY_FAST, epochs=3).fit(x[:64], y[:64])
     assert seen == [0.0, 1.0, 0.0]
     np.testing.assert_array_equal(x, before)  # the caller's images are not mirrored in place
@@ -314,13 +315,13 @@ def test_alternating_flip_mirrors_every_other_epoch_in_training_only(data, monke
 def test_lookahead_pulls_weights_towards_their_running_average() -> None:
     import keras
 
-    from transferkit.extractors.cifar_cnn import _lookahead_callback
+    from transferkit.extractors._training import lookahead_callback
 
     inputs = keras.Input((2,))
     x = keras.layers.Dense(1, use_bias=False, kernel_initializer="zeros")(inputs)
     model = keras.Model(inputs, keras.layers.BatchNormalization()(x))
     kernel = model.layers[1].kernel
-    callback = _lookahead_callback(2, lambda: 8.0, start_epoch=1, every=2, decay=0.5, power=1)
+    callback = lookahead_callback(2, lambda: 8.0, start_epoch=1, every=2, decay=0.5, power=1)
     callback.set_model(model)
     callback.on_train_begin()
     assert len(callback.variables) == 5  # kernel, gamma, beta + moving mean and variance

@@ -35,6 +35,14 @@ from .._validation import (
 from ..exceptions import InvalidInputError, InvalidTypeError
 from ._base import BaseExtractor
 from ._registry import register_extractor
+from ._time_budget import TimeBudget
+from ._training import (
+    OneCycle,
+    alternating_flip_callback,
+    channel_stats,
+    lookahead_callback,
+    patch_whitening_kernel,
+)
 
 __all__ = ["CifarCNN", "OneCycle", "PRESETS", "encode_labels"]
 
@@ -116,12 +124,9 @@ _LOGIT_SCALE = 1.0 / 9.0
 _BN_MOMENTUM = 0.6  # fast preset: short schedules need running statistics that keep up
 _SGD_MOMENTUM = 0.85
 _TRANSLATE = 0.0625  # 2 pixels of a 32-pixel side
-_WHITEN_EPS = 5e-4
 _WHITEN_SAMPLES = 5000
 #: Under a time budget, the fast preset halves its widths if fewer epochs fit.
 _MAX_BUDGET_EPOCHS = 100  # with a time budget and no explicit `epochs`
-#: Fraction of a time budget planned for training; the rest absorbs a slower machine.
-_BUDGET_USE = 0.95
 _MIN_EPOCHS_FULL_WIDTH = 6
 _OPTIMIZERS = ("adam", "sgd")
 _SCHEDULES = ("constant", "one_cycle")
@@ -460,7 +465,7 @@ class CifarCNN(ClassifierMixin, BaseExtractor):
         if r["standardize"] == "per_image":
             standardize = PerImageStandardization(name="standardize")
         elif r["standardize"] == "dataset":
-            mean, var = _channel_stats(images)
+            mean, var = channel_stats(images)
             self.mean_, self.std_ = mean, np.sqrt(var)
             standardize = keras.layers.Normalization(mean=mean, variance=var, name="standardize")
         else:
@@ -496,7 +501,7 @@ class CifarCNN(ClassifierMixin, BaseExtractor):
             # the standardised training images), as the fastest CIFAR-10 recipes do.
             # Cheaper than a learned full-resolution stem and a better start.
             sample = np.asarray(images[:_WHITEN_SAMPLES], dtype=np.float32)
-            kernel = _patch_whitening_kernel(np.asarray(standardize(sample)))
+            kernel = patch_whitening_kernel(np.asarray(standardize(sample)))
             whiten = keras.layers.Conv2D(
                 kernel.shape[-1], 2, padding="valid", trainable=False, name="whiten")
             x = whiten(x)
@@ -639,13 +644,13 @@ class CifarCNN(ClassifierMixin, BaseExtractor):
             budget = None
             if self.max_minutes is not None:
                 last = attempt == len(candidates) - 1
-                budget = _TimeBudget(
+                budget = TimeBudget(
                     float(self.max_minutes) * 60.0, t_start, steps, epochs, schedule,
                     min_epochs=None if last else _MIN_EPOCHS_FULL_WIDTH, verbose=self.verbose,
                 )
                 callbacks.append(budget.callback)
             if "alternating_flip" in r["augment"]:
-                callbacks.append(_alternating_flip_callback(model.get_layer("alternating_flip")))
+                callbacks.append(alternating_flip_callback(model.get_layer("alternating_flip")))
             if r["lookahead"]:
                 def total_steps(schedule: Any = schedule, fixed: int = steps * epochs) -> float:
                     # the time budget may re-plan the schedule's length
@@ -653,7 +658,7 @@ class CifarCNN(ClassifierMixin, BaseExtractor):
                         return float(fixed)
                     return float(schedule.total_steps.numpy())
 
-                callbacks.append(_lookahead_callback(steps, total_steps))
+                callbacks.append(lookahead_callback(steps, total_steps))
             if self.early_stopping:
                 callbacks.append(keras.callbacks.EarlyStopping(
                     monitor="val_accuracy", patience=int(self.patience),
@@ -835,289 +840,3 @@ class CifarCNN(ClassifierMixin, BaseExtractor):
                 p = os.path.join(d, "m.keras")
                 Path(p).write_bytes(data)
                 self.model_ = keras.saving.load_model(p, safe_mode=True, compile=False)
-
-
-def _patch_whitening_kernel(images: np.ndarray, eps: float = _WHITEN_EPS) -> np.ndarray:
-    """A 2x2 convolution kernel that whitens the 2x2 patches of ``images``.
-
-    The filters are the eigenvectors of the patch covariance divided by the square root
-    of their eigenvalues, each with its negation (so a following GELU keeps both
-    signs): shape ``(2, 2, channels, 2 * 4 * channels)``.
-    """
-    c = images.shape[-1]
-    h, w = images.shape[1] - 1, images.shape[2] - 1
-    patches = np.stack(
-        [images[:, dy : dy + h, dx : dx + w, :] for dy in (0, 1) for dx in (0, 1)], axis=3
-    ).reshape(-1, 4 * c).astype(np.float64)
-    patches -= patches.mean(axis=0)
-    cov = patches.T @ patches / max(1, len(patches) - 1)
-    eigvals, eigvecs = np.linalg.eigh(cov)
-    filters = eigvecs / np.sqrt(np.maximum(eigvals, 0.0) + eps)
-    return np.concatenate([filters, -filters], axis=1).reshape(2, 2, c, 8 * c).astype(
-        np.float32)
-
-
-def _alternating_flip_callback(layer: Any) -> Any:
-    """Keras callback: set ``layer`` (an AlternatingFlip) to mirror odd epochs."""
-    keras = import_keras()
-
-    class _Callback(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
-            layer.mirrored.assign(float(epoch % 2))
-
-    return _Callback()
-
-
-def _lookahead_callback(
-    steps_per_epoch: int, total_steps: Any, *, start_epoch: int = 3, every: int = 5,
-    decay: float = 0.95, power: float = 3.0,
-) -> Any:
-    """Keras callback: Lookahead weight averaging, as in hlb-cifar10 and airbench.
-
-    From epoch ``start_epoch`` (0-based) on, every ``every`` steps, an average ``a`` of
-    the weights moves towards them, ``a <- rho * a + (1 - rho) * w``, and the weights are
-    reset to it, with ``rho = decay**every * (step / total_steps())**power`` growing
-    over training; at each epoch's end the weights are set to ``a``. Averaged: trainable
-    weights and batch-norm moving statistics.
-    """
-    keras = import_keras()
-
-    class _Lookahead(keras.callbacks.Callback):
-        def __init__(self) -> None:
-            super().__init__()
-            self.step = 0
-            self.average: list[Any] | None = None
-            self.variables: list[Any] = []
-
-        def on_train_begin(self, logs: Any = None) -> None:
-            self.variables = list(self.model.trainable_weights) + [
-                v for layer in self.model.layers
-                if isinstance(layer, keras.layers.BatchNormalization)
-                for v in layer.non_trainable_weights]
-
-        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
-            self.step += 1
-            if self.step <= start_epoch * steps_per_epoch or self.step % every:
-                return
-            ops = keras.ops
-            if self.average is None:
-                self.average = [ops.copy(ops.convert_to_tensor(v)) for v in self.variables]
-                return
-            rho = decay**every * min(1.0, self.step / max(1.0, total_steps())) ** power
-            for i, v in enumerate(self.variables):
-                a = self.average[i]
-                a = a + (1.0 - rho) * (ops.convert_to_tensor(v) - a)
-                self.average[i] = a
-                v.assign(a)
-
-        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-            if self.average is not None:
-                for v, a in zip(self.variables, self.average, strict=True):
-                    v.assign(a)
-
-    return _Lookahead()
-
-
-def _channel_stats(images: np.ndarray, block: int = 4096) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel mean and variance of uint8/float images, in blocks (flat memory)."""
-    total = np.zeros(3)
-    total_sq = np.zeros(3)
-    count = 0
-    for i in range(0, len(images), block):
-        b = np.asarray(images[i : i + block], dtype=np.float64).reshape(-1, 3)
-        total += b.sum(axis=0)
-        total_sq += np.square(b).sum(axis=0)
-        count += len(b)
-    mean = total / count
-    var = np.maximum(total_sq / count - np.square(mean), 1e-6)
-    return mean.astype(np.float32), var.astype(np.float32)
-
-
-def _one_cycle_class() -> type:
-    keras = import_keras()
-
-    @keras.saving.register_keras_serializable(package="transferkit")
-    class _OneCycle(keras.optimizers.schedules.LearningRateSchedule):
-        """Linear warm-up to ``peak`` over ``warmup`` of the steps, then linear decay to 0.
-
-        ``total_steps`` is a variable, so a time budget can shorten the schedule after
-        timing the first batches.
-        """
-
-        def __init__(self, peak: float, total_steps: int, warmup: float = 0.2) -> None:
-            self.peak = float(peak)
-            self.warmup = float(warmup)
-            self.total_steps = keras.Variable(
-                float(max(1, total_steps)), trainable=False, dtype="float32",
-                name="one_cycle_total_steps",
-            )
-
-        def __call__(self, step: Any) -> Any:
-            ops = keras.ops
-            step = ops.cast(step, "float32")
-            total = ops.convert_to_tensor(self.total_steps)
-            warm = ops.maximum(total * self.warmup, 1.0)
-            up = self.peak * (step + 1.0) / warm
-            down = self.peak * ops.maximum(total - step, 0.0) / ops.maximum(total - warm, 1.0)
-            return ops.where(step < warm, up, down)
-
-        def get_config(self) -> dict[str, Any]:
-            return {"peak": self.peak, "total_steps": int(float(self.total_steps.numpy())),
-                    "warmup": self.warmup}
-
-    return _OneCycle
-
-
-_ONE_CYCLE: type | None = None
-
-
-def OneCycle(peak: float, total_steps: int, warmup: float = 0.2) -> Any:  # noqa: N802
-    """The one-cycle learning-rate schedule (a Keras ``LearningRateSchedule``)."""
-    global _ONE_CYCLE
-    if _ONE_CYCLE is None:
-        _ONE_CYCLE = _one_cycle_class()
-    return _ONE_CYCLE(peak, total_steps, warmup)
-
-
-class _TimeBudget:
-    """Keras callback: time the first batches, then fit the epochs into the budget.
-
-    The budget counts everything from the start of ``fit``: importing TensorFlow,
-    building the model, tracing it (the first batch) and any validation. Tracing is a
-    one-off cost, large on a slow CPU, so epoch times are planned from steady batches
-    only: the first epoch counts without its first batch's excess, later epochs are
-    measured whole. Plans are re-made at every epoch's end (shorter if the
-    machine slowed down, longer if it sped up; the schedule always ends at the last
-    step), and training stops mid-epoch only as a last resort, when the next batch
-    would end past the budget.
-    """
-
-    _CALIBRATION_BATCHES = 6
-    #: Shuffling, callbacks and validation on top of the batches of an epoch.
-    _EPOCH_OVERHEAD = 1.08
-
-    def __init__(
-        self, budget_s: float, t_start: float, steps: int, epochs: int, schedule: Any,
-        *, min_epochs: int | None = None, verbose: int = 0,
-    ) -> None:
-        keras = import_keras()
-
-        parent = self
-
-        class _Callback(keras.callbacks.Callback):
-            def on_train_batch_begin(self, batch: int, logs: Any = None) -> None:
-                parent._batch_begin(batch)
-
-            def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
-                parent._batch_end(batch, self.model)
-
-            def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-                parent._epoch_end(epoch, self.model)
-
-        self.callback = _Callback()
-        self.budget_s = budget_s
-        self.t_start = t_start
-        self.steps = steps
-        self.epochs = epochs
-        self.max_epochs = epochs
-        self.schedule = schedule
-        self.min_epochs = min_epochs
-        #: Set when fewer than ``min_epochs`` fit: training stopped after calibration.
-        self.too_slow = False
-        #: Set when training was stopped mid-epoch to keep within the budget.
-        self.cut_short = False
-        self.verbose = verbose
-        self._times: list[float] = []  # steady batch times (the first batch is tracing)
-        self._t_batch = 0.0
-        self._global_batch = 0
-        self._decided = False
-        self._epoch_times: list[float] = []  # steady epoch times (the first one corrected)
-        self._first_batch_end: float | None = None
-        self._last_epoch_end: float | None = None
-
-    def _batch_s(self) -> float:
-        recent = self._times[-4 * self._CALIBRATION_BATCHES:]
-        return float(np.median(recent)) if recent else 0.0
-
-    def _steady_epoch_s(self) -> float:
-        """Expected time of one more epoch, without the one-off tracing."""
-        estimate = self._batch_s() * self.steps * self._EPOCH_OVERHEAD
-        if not self._epoch_times:
-            return estimate
-        # A machine's speed may switch between levels (other jobs, shared cores):
-        # expect the mean epoch so far, or the last one if that was slower.
-        return max(float(np.mean(self._epoch_times)), self._epoch_times[-1])
-
-    def _set_epochs(self, epochs: int) -> None:
-        self.epochs = epochs
-        if self.schedule is not None:  # the schedule always ends at the last step
-            self.schedule.total_steps.assign(float(epochs * self.steps))
-
-    def _epoch_end(self, epoch: int, model: Any) -> None:
-        """Re-plan with the measured epoch time, so the budget holds under load too."""
-        now = time.perf_counter()
-        done = epoch + 1
-        if self._last_epoch_end is not None:
-            self._epoch_times.append(now - self._last_epoch_end)
-        elif self._first_batch_end is not None:
-            # The first epoch without its tracing: its first batch counted as a steady one.
-            self._epoch_times.append(now - self._first_batch_end + self._batch_s())
-        self._last_epoch_end = now
-        if self._decided and not self.cut_short:
-            epoch_s = self._steady_epoch_s()
-            left = _BUDGET_USE * self.budget_s - (now - self.t_start)
-            fit = int(left // epoch_s) if epoch_s > 0 else self.max_epochs
-            feasible = min(self.max_epochs, done + max(0, fit))
-            if feasible != self.epochs:  # longer if it sped up, shorter if it slowed down
-                self._set_epochs(max(done, feasible))
-        if done >= self.epochs or self.cut_short:
-            model.stop_training = True
-
-    def _batch_begin(self, batch: int) -> None:
-        self._t_batch = time.perf_counter()
-
-    def _batch_end(self, batch: int, model: Any) -> None:
-        now = time.perf_counter()
-        self._global_batch += 1
-        if self._global_batch == 1:
-            self._first_batch_end = now
-        if self._global_batch > 1:  # the first batch includes tracing: not representative
-            self._times.append(now - self._t_batch)
-        if self._times and now - self.t_start + max(self._batch_s(), self._times[-1]) > (
-                self.budget_s):
-            # Last resort (the plan leaves 5% spare): the next batch, if it takes as long
-            # as the last or the typical one, would end past the budget.
-            self.cut_short = True
-            model.stop_training = True
-            return
-        if self._decided:
-            return
-        if len(self._times) >= min(self._CALIBRATION_BATCHES, max(1, self.steps - 1)):
-            per_batch = self._batch_s()
-            epoch_s = per_batch * self.steps * self._EPOCH_OVERHEAD
-            # Batches of the first epoch still to run, then whole epochs.
-            first_left = per_batch * max(0, self.steps - (self._global_batch % self.steps
-                                                          or self.steps))
-            spent = now - self.t_start
-            left = _BUDGET_USE * self.budget_s - spent - first_left
-            fitting = 1 + int(left // epoch_s) if epoch_s > 0 else self.max_epochs
-            if left < 0:
-                fitting = 1
-            if self.min_epochs is not None and fitting < min(self.min_epochs, self.max_epochs):
-                self.too_slow = True
-                model.stop_training = True
-                if self.verbose:
-                    print(
-                        f"time budget {self.budget_s / 60:.1f} min: ~{epoch_s:.0f} s per "
-                        f"epoch, only {fitting} epoch(s) fit: switching to a narrower network",
-                        flush=True,
-                    )
-                return
-            self._set_epochs(max(1, min(self.max_epochs, fitting)))
-            self._decided = True
-            if self.verbose:
-                print(
-                    f"time budget {self.budget_s / 60:.1f} min: {per_batch * 1000:.0f} ms per "
-                    f"batch, ~{epoch_s:.0f} s per epoch -> {self.epochs} epoch(s)", flush=True,
-                )
-
