@@ -233,7 +233,7 @@ def test_newer_format_is_refused(tmp_path, vgg, images) -> None:
 
 
 def test_second_writer_is_refused(tmp_path, vgg, images) -> None:
-    from transferkit._locks import writer_lock
+    from transferkit.cache._locks import writer_lock
 
     cache = FeatureCache(tmp_path / "locked.h5")
     with writer_lock(cache.path), pytest.raises(exc.CacheLockedError, match="Another process"):

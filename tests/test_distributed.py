@@ -34,9 +34,10 @@ from conftest import (
     make_images,
 )
 
-from transferkit import FeatureCache, ImageStream, _shards
+from transferkit import FeatureCache, ImageStream
 from transferkit import distributed as dist
 from transferkit import exceptions as exc
+from transferkit.cache import _shards
 from transferkit.distributed import (
     extract_distributed,
     extract_shard,

@@ -21,8 +21,8 @@ from transferkit import (
     VGG16Extractor,
 )
 from transferkit import exceptions as exc
-from transferkit._locks import FileLock
 from transferkit._pipeline import BackgroundWriter, ImageStream, prefetch
+from transferkit.cache._locks import FileLock
 
 TESTS = Path(__file__).resolve().parent
 

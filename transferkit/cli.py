@@ -684,32 +684,22 @@ def _build_extractor(
 def _tag_entry(cache: Any, key: str, meta: dict[str, Any]) -> None:
     """Record where an entry's images came from and how its extractor was built.
 
-    Stored as the entry's ``provenance`` attribute (JSON), written under the cache's
+    Stored as the entry's ``provenance`` annotation (JSON), written under the cache's
     own locks so readers and writers in other processes are never disturbed.
     """
-    from ._locks import writer_lock
-
-    if not cache.path.is_file():
-        return
-    with writer_lock(cache.path), cache._open("a") as f:
-        entry = f["entries"].get(key) if "entries" in f else None
-        if entry is not None:
-            entry.attrs[_PROVENANCE_ATTR] = json.dumps(meta, sort_keys=True, default=str)
-            f.flush()
+    if cache.path.is_file() and key in {e.key for e in cache.entries(include_incomplete=True)}:
+        cache.annotate(key, **{_PROVENANCE_ATTR: meta})
 
 
 def _provenances(cache: Any) -> dict[str, dict[str, Any]]:
     """The provenance the CLI recorded for each entry of a cache (by key)."""
-    out: dict[str, dict[str, Any]] = {}
     if not cache.path.is_file():
-        return out
-    with cache._open("r") as f:
-        for key, group in (f["entries"].items() if "entries" in f else []):
-            raw = group.attrs.get(_PROVENANCE_ATTR)
-            if raw is not None:
-                with contextlib.suppress(ValueError, TypeError):
-                    out[key] = json.loads(raw)
-    return out
+        return {}
+    return {
+        e.key: e.annotations[_PROVENANCE_ATTR]
+        for e in cache.entries(include_incomplete=True)
+        if isinstance(e.annotations.get(_PROVENANCE_ATTR), dict)
+    }
 
 
 def _entry_line(entry: Any, prov: dict[str, Any]) -> str:

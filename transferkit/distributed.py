@@ -58,11 +58,18 @@ from typing import Any
 
 import numpy as np
 
-from . import _shards
 from ._hashing import hash_images, hash_json
-from ._locks import writer_lock
 from ._validation import check_images, check_positive_int, describe
-from .cache import FeatureCache, LazyFeatures, _now
+from .cache import FeatureCache, LazyFeatures, _shards
+from .cache._core import store_labels, write_sharded_entry
+from .cache._format import now
+from .cache._keys import (
+    check_labels,
+    default_batch_size,
+    entry_key,
+    extractor_fingerprint,
+    resolve_labels,
+)
 from .exceptions import (
     CacheCorruptedError,
     CacheError,
@@ -205,12 +212,12 @@ def _shard_bounds(n: int, batch_size: int, n_shards: int) -> list[tuple[int, int
 def _make_plan(
     cache: FeatureCache, fp: str, data_fp: str, n: int, batch_size: int, n_shards: int
 ) -> ShardPlan:
-    key = FeatureCache._key(fp, data_fp)
+    key = entry_key(fp, data_fp)
     cache_path = Path(os.path.abspath(cache.path))  # workers may run in another folder
     folder = _shards.shard_dir(cache_path, key)
     shards = []
     for i, (start, stop) in enumerate(_shard_bounds(n, batch_size, n_shards)):
-        shard_key = FeatureCache._key(fp, _shards.shard_data_fingerprint(data_fp, start, stop))
+        shard_key = entry_key(fp, _shards.shard_data_fingerprint(data_fp, start, stop))
         shards.append(Shard(i, n_shards, start, stop, shard_key,
                             folder / _shards.shard_filename(i, n_shards)))
     return ShardPlan(cache_path, key, fp, data_fp, n, batch_size, tuple(shards))
@@ -263,7 +270,7 @@ def _resolve_plan(
 
     ``None`` when ``n_shards`` is None and there is no saved plan to reuse.
     """
-    key = FeatureCache._key(fp, data_fp)
+    key = entry_key(fp, data_fp)
     saved = _saved_plan(cache, key)
     if saved is not None and saved.get("n_images") == n:
         same_count = n_shards is None or n_shards == saved["n_shards"]
@@ -272,7 +279,7 @@ def _resolve_plan(
             return _make_plan(cache, fp, data_fp, n, saved["batch_size"], saved["n_shards"])
     if n_shards is None:
         return None
-    return _new_plan(cache, fp, data_fp, n, FeatureCache._default_batch_size(extractor, batch_size),
+    return _new_plan(cache, fp, data_fp, n, default_batch_size(extractor, batch_size),
                      n_shards)
 
 
@@ -318,7 +325,7 @@ def plan_shards(
     ShardPlan
     """
     cache = _check_cache(cache)
-    fp = FeatureCache._extractor_fingerprint(extractor)
+    fp = extractor_fingerprint(extractor)
     images = check_images(images, name="images")
     n_shards = check_positive_int("n_shards", n_shards, allow_none=True)
     batch_size = check_positive_int("batch_size", batch_size, allow_none=True)
@@ -494,7 +501,7 @@ def _run_shard(
     """Extract one shard into its file (the task a worker runs); returns a summary."""
     _limit_threads(tf_threads)
     t0 = time.perf_counter()
-    fp = FeatureCache._extractor_fingerprint(extractor)
+    fp = extractor_fingerprint(extractor)
     if fp != spec["extractor_fingerprint"]:
         raise CacheError(
             f"The extractor's fingerprint on {socket.gethostname()} ({fp[:12]}) differs from "
@@ -508,7 +515,7 @@ def _run_shard(
     data_fp = _shards.shard_data_fingerprint(spec["data_fingerprint"], spec["start"],
                                              spec["stop"])
     images = _ShardImages(source, lo, hi, data_fp)
-    if FeatureCache._key(fp, data_fp) != spec["key"] or len(images) != spec["stop"] - spec["start"]:
+    if entry_key(fp, data_fp) != spec["key"] or len(images) != spec["stop"] - spec["start"]:
         raise CacheError(f"Shard {spec['index']} received images that do not match its plan.")
     cache = FeatureCache(spec["path"])
     resumed_from = _done(cache, spec["key"])
@@ -549,13 +556,11 @@ def _done(cache: FeatureCache, key: str) -> int:
 
 def _annotate(cache: FeatureCache, spec: dict[str, Any]) -> None:
     """Record in the shard's entry which job and range it belongs to (informative only)."""
-    with contextlib.suppress(CacheLockedError), writer_lock(cache.path), cache._open("a") as f:
-        entry = f["entries"][spec["key"]]
-        entry.attrs.update({
-            "parent_key": spec["parent_key"], "shard_index": spec["index"],
-            "n_shards": spec["n_shards"], "start": spec["start"], "stop": spec["stop"],
-        })
-        f.flush()
+    with contextlib.suppress(CacheLockedError):
+        cache.annotate(
+            spec["key"], parent_key=spec["parent_key"], shard_index=spec["index"],
+            shard_count=spec["n_shards"], start=spec["start"], stop=spec["stop"],
+        )
 
 
 def _spec(plan: ShardPlan, shard: Shard) -> dict[str, Any]:
@@ -682,8 +687,8 @@ def merge_shards(
             f"`plan` was made for the cache {str(plan.cache_path)!r}; received the cache "
             f"{str(cache.path)!r}."
         )
-    labels_arr = FeatureCache._check_labels(labels, plan.n_images)
-    _, class_names = FeatureCache._resolve_labels(None, None, class_names, plan.n_images)
+    labels_arr = check_labels(labels, plan.n_images)
+    _, class_names = resolve_labels(None, None, class_names, plan.n_images)
     problems = {i: p for i, p in plan.status().items() if p is not None}
     if problems:
         raise ShardsIncompleteError(
@@ -713,13 +718,13 @@ def merge_shards(
     merged.update({
         "data_fingerprint": plan.data_fingerprint, "n_images": plan.n_images,
         "batch_size": plan.batch_size, "created": min(i.created for i in infos),
-        "completed": _now(), "extract_seconds": sum(i.extract_seconds for i in infos),
+        "completed": now(), "extract_seconds": sum(i.extract_seconds for i in infos),
         "shard_nbytes": sum(i.nbytes for i in infos),
     })
     deadline = time.monotonic() + _MERGE_LOCK_WAIT_SECONDS
     while True:
         try:
-            cache._write_sharded_entry(plan.key, plan.refs(), merged, labels_arr, class_names)
+            write_sharded_entry(cache, plan.key, plan.refs(), merged, labels_arr, class_names)
             return plan.key
         except CacheLockedError:  # another writer on the cache file: merges are quick
             if time.monotonic() > deadline:
@@ -924,10 +929,10 @@ def extract_distributed(
         Dask is not installed.
     """
     cache = _check_cache(cache)
-    fp = FeatureCache._extractor_fingerprint(extractor)
+    fp = extractor_fingerprint(extractor)
     images = check_images(images, name="images")
     n = int(images.shape[0])
-    labels_arr, class_names = FeatureCache._resolve_labels(images, labels, class_names, n)
+    labels_arr, class_names = resolve_labels(images, labels, class_names, n)
     n_shards = check_positive_int("n_shards", n_shards, allow_none=True)
     n_workers = int(check_positive_int("n_workers", n_workers))  # type: ignore[arg-type]
     threads_per_worker = int(
@@ -963,14 +968,14 @@ def extract_distributed(
         tf_threads = max(1, _cpu_count() // n_workers)
 
     data_fp = hash_images(images)
-    key = FeatureCache._key(fp, data_fp)
+    key = entry_key(fp, data_fp)
     if key in cache:
         try:
             out = cache.load(key, lazy=lazy)
         except ShardsIncompleteError:
             pass  # a sharded entry that lost shards: extract them again below
         else:
-            cache._store_labels(key, labels_arr, class_names)
+            store_labels(cache, key, labels_arr, class_names)
             return out
 
     plan = _resolve_plan(cache, fp, data_fp, n, extractor, n_shards, batch_size)
@@ -979,7 +984,7 @@ def extract_distributed(
         _check_picklable("extractor", extractor)
         with _connect(client, address, n_workers, threads_per_worker, tf_threads) as c:
             if plan is None:
-                bs = FeatureCache._default_batch_size(extractor, batch_size)
+                bs = default_batch_size(extractor, batch_size)
                 wanted = 2 * _total_threads(c)
                 plan = _new_plan(cache, fp, data_fp, n, bs, min(wanted, -(-n // bs)))
             _run_pending(c, extractor, images, plan, plan.pending(), tf_threads, retries,

@@ -1,239 +1,71 @@
-"""An HDF5 feature cache: run the backbone once, train heads again and again.
+"""The :class:`FeatureCache`: extraction into an HDF5 file, resume, reading back.
 
-Each entry holds the features one extractor produced for one collection of images.
-Its key combines the extractor's fingerprint (weights, layer, pooling, input size,
-preprocessing, dtype...) with a fingerprint of the images (every pixel, their order),
-so a changed setting or changed data never gets stale features.
-
-Extraction streams batch by batch into a chunked, resizable dataset, flushing the
-file after every batch together with a progress counter. If it is interrupted (an
-exception, Ctrl-C, a killed process), the next call resumes from the last complete
-batch, with the same batch boundaries, so the result equals an uninterrupted run.
-
-The extraction is pipelined (see :mod:`transferkit._pipeline`): a reader thread
-prepares the next batches of images, the calling thread runs the backbone, and a
-writer thread writes the previous batch's rows, progress counter and flush, so the
-backbone never waits for the disk. A batch counts as done only once its rows and the
-progress counter are flushed, in order; a crash loses at most the batches still in
-flight (computed or queued, never half-written), and an exception in the backbone
-lets the writer finish every batch computed before it. The writer holds the
-``.sync`` lock exclusively only while it writes and flushes one batch.
-
-Images can be arrays, ``h5py`` datasets, or streams larger than memory: any object
-with ``shape``, ``dtype``, ``iter_batches(batch_size, start=0)`` and a
-``fingerprint()`` naming its content, such as :class:`ImageStream` (images produced
-by a function or a generator) or an image folder
-(:func:`transferkit.datasets.load_image_folder`). Only a few batches of them are in
-memory at once; pass ``lazy=True`` to :meth:`FeatureCache.extract` to keep the
-features on disk too.
-
-File layout (HDF5)::
-
-    /                          attrs: format, format_version
-    /entries/<key>/            attrs: extractor, extractor_config (JSON), fingerprints,
-                                      n_images, feature_dim, batch_size, versions (JSON),
-                                      created, completed, complete, class_names (JSON),
-                                      extract_seconds (backbone time, summed over resumes)
-    /entries/<key>/features    float32 (n_done, d), chunked, grows to (n_images, d)
-    /entries/<key>/progress    int64 scalar: rows written and flushed
-    /entries/<key>/labels      optional, (n_images,)
-
-A sharded entry (written by :func:`transferkit.distributed.merge_shards`) has the same
-layout, except that ``features`` is an HDF5 virtual dataset over shard files in the
-folder ``<cache file>.shards/<key>/`` and the attrs ``shards`` (JSON: each shard's
-file, key and row range), ``n_shards`` and ``shard_nbytes``. Its rows are read from the
-shard files, each checked first: a missing or damaged shard raises
-:class:`~transferkit.exceptions.ShardsMissingError` naming it, never rows filled in.
+The package's docstring (:mod:`transferkit.cache`) records the file layout and the
+guarantees; this module holds the class that implements them, and the named functions
+:mod:`transferkit.distributed` writes merged (sharded) entries and labels with.
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import errno
 import json
 import os
-import platform
 import shutil
 import time
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 
-from . import __version__, _shards
-from ._cost import CHUNK_BYTES, chunk_rows
-from ._hashing import hash_images, hash_json
-from ._locks import FileLock, writer_lock
-from ._pipeline import BackgroundWriter, ImageStream
-from ._signals import sigterm_raises
-from ._validation import check_images, check_positive_int, describe
-from .exceptions import (
+from .._cost import CHUNK_BYTES, chunk_rows
+from .._hashing import hash_images
+from .._pipeline import BackgroundWriter
+from .._signals import sigterm_raises
+from .._validation import check_images, check_positive_int, describe
+from ..exceptions import (
     CacheCorruptedError,
     CacheError,
     CacheLockedError,
     InvalidInputError,
     InvalidTypeError,
-    ShardsMissingError,
     Terminated,
 )
+from . import _shards
+from ._format import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    LAYOUT_ATTRS,
+    CacheEntry,
+    entry_info,
+    entry_is_valid,
+    now,
+    same_labels,
+    update_labels,
+    versions,
+    write_labels,
+)
+from ._keys import (
+    default_batch_size,
+    entry_key,
+    extractor_fingerprint,
+    resolve_labels,
+)
+from ._locks import FileLock, writer_lock
+from ._repair import repair_file
+from ._rows import LazyFeatures, shards_missing
 
-__all__ = ["FeatureCache", "CacheEntry", "ImageStream", "LazyFeatures", "FORMAT_VERSION"]
+__all__ = ["FeatureCache", "store_labels", "write_sharded_entry"]
 
-FORMAT_NAME = "transferkit.FeatureCache"
-#: Layout version written into every cache file; files from a newer version are refused.
-FORMAT_VERSION = 1
-_CHUNK_BYTES = CHUNK_BYTES
 _OPEN_RETRIES = 4
 #: HDF5 chunk cache of a writer's file: a few ~1 MiB feature chunks, so a chunk that
 #: consecutive batches fill is not read back between them.
 _WRITE_CHUNK_CACHE = 4 * CHUNK_BYTES
 #: Computed batches waiting for the writer thread.
 _WRITE_QUEUE = 2
-
-
-#: Old private name of :func:`transferkit._locks.writer_lock`, for callers not yet moved.
-_writer_lock = writer_lock
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def _versions() -> dict[str, str]:
-    out = {
-        "transferkit": __version__,
-        "numpy": np.__version__,
-        "h5py": h5py.version.version,
-        "hdf5": h5py.version.hdf5_version,
-        "python": platform.python_version(),
-    }
-    for mod in ("tensorflow", "keras"):
-        module = __import__("sys").modules.get(mod)
-        if module is not None:
-            out[mod] = getattr(module, "__version__", "?")
-    return out
-
-
-@dataclass(frozen=True)
-class CacheEntry:
-    """What the cache knows about one entry (see :meth:`FeatureCache.entries`).
-
-    ``n_shards`` is 0 for an ordinary entry, and the number of shard files for a
-    sharded one (see :mod:`transferkit.distributed`), whose ``nbytes`` counts the
-    shard files' feature storage.
-    """
-
-    key: str
-    extractor: str
-    extractor_config: dict[str, Any]
-    extractor_fingerprint: str
-    data_fingerprint: str
-    n_images: int
-    n_done: int
-    feature_dim: int
-    complete: bool
-    created: str
-    completed: str | None
-    versions: dict[str, str] = field(default_factory=dict)
-    has_labels: bool = False
-    class_names: list[str] | None = None
-    nbytes: int = 0
-    extract_seconds: float = 0.0
-    n_shards: int = 0
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        """Shape of the full feature array."""
-        return (self.n_images, self.feature_dim)
-
-
-class LazyFeatures:
-    """Read-only, lazily loaded view of a cached feature array.
-
-    Slicing reads only the rows asked for; ``np.asarray(lazy)`` reads everything.
-    The file is opened for each read, so no handle is held between reads. The rows of
-    a sharded entry are read from its shard files, each checked before it is read.
-    """
-
-    def __init__(
-        self,
-        path: Path,
-        key: str,
-        shape: tuple[int, int],
-        shards: list[_shards.ShardRef] | None = None,
-    ) -> None:
-        self._path = Path(path)
-        self._key = key
-        self.shape = shape
-        self.dtype = np.dtype(np.float32)
-        self.ndim = 2
-        self._shards = shards
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __getitem__(self, index: Any) -> np.ndarray:
-        if self._shards is not None:
-            try:
-                return _shards.read_rows(self._path, self._shards, *self.shape, index)
-            except _shards.ShardReadError as exc:
-                raise _shards_missing(self._path, self._key, self._shards, self.shape[1],
-                                      exc) from exc
-        try:
-            with FileLock(self._path, ".sync").held(shared=True), h5py.File(
-                self._path, "r", locking=False
-            ) as f:
-                return f["entries"][self._key]["features"][index]
-        except OSError as exc:
-            raise CacheCorruptedError(
-                f"Reading entry {self._key!r} of {str(self._path)!r} failed ({exc}); the file "
-                "was moved, deleted or damaged. `FeatureCache(path).repair()` keeps what "
-                "can still be read."
-            ) from exc
-
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        arr = self[()]
-        return arr if dtype is None else arr.astype(dtype)
-
-    def iter_batches(self, batch_size: int = 4096) -> Iterator[np.ndarray]:
-        """Yield consecutive blocks of rows, one file read each."""
-        for i in range(0, len(self), batch_size):
-            yield self[i : i + batch_size]
-
-    def __repr__(self) -> str:
-        return f"LazyFeatures(path={str(self._path)!r}, key={self._key!r}, shape={self.shape})"
-
-
-def _shards_missing(
-    path: Path, key: str, refs: list[_shards.ShardRef], d: int,
-    failure: _shards.ShardReadError | None = None,
-) -> ShardsMissingError:
-    """The error for a sharded entry with shards that cannot be read (checks them all)."""
-    problems = dict(failure.problems) if failure is not None else {}
-    for ref in refs:
-        if ref.index not in problems:
-            problem = _shards.shard_problem(path, ref, d)
-            if problem is not None:
-                problems[ref.index] = problem
-    by_index = {r.index: r for r in refs}
-    lines = "; ".join(
-        f"shard {i} (images {by_index[i].start}..{by_index[i].stop - 1}): {why}"
-        for i, why in sorted(problems.items())
-    )
-    missing = sorted(problems)
-    return ShardsMissingError(
-        f"Entry {key!r} in {str(path)!r} is stored in {len(refs)} shard files and "
-        f"{len(missing)} of them cannot be read (shards {missing}): {lines}. Its rows are "
-        "never served filled in. Run `transferkit.distributed.extract_distributed` again "
-        "with the same extractor and images to re-extract only these shards, or "
-        f"`cache.delete({key!r})` to drop the entry and its shard files.",
-        missing,
-    )
 
 
 class FeatureCache:
@@ -401,22 +233,8 @@ class FeatureCache:
     # ------------------------------------------------------------------ keys
     def key(self, extractor: Any, images: Any) -> str:
         """The entry key for ``extractor`` applied to ``images`` (no extraction)."""
-        fp = self._extractor_fingerprint(extractor)
-        return self._key(fp, hash_images(check_images(images, name="images")))
-
-    @staticmethod
-    def _key(extractor_fp: str, data_fp: str) -> str:
-        return hash_json({"extractor": extractor_fp, "data": data_fp})
-
-    @staticmethod
-    def _extractor_fingerprint(extractor: Any) -> str:
-        fp = getattr(extractor, "fingerprint", None)
-        if not isinstance(fp, str) or not hasattr(extractor, "iter_features"):
-            raise InvalidTypeError(
-                "`extractor` must be a transferkit extractor (with `fingerprint` and "
-                f"`iter_features`); received {describe(extractor)}."
-            )
-        return fp
+        fp = extractor_fingerprint(extractor)
+        return entry_key(fp, hash_images(check_images(images, name="images")))
 
     # ------------------------------------------------------------------ extraction
     def extract(
@@ -463,13 +281,13 @@ class FeatureCache:
         -------
         ndarray of shape (n, d), float32, or LazyFeatures
         """
-        fp = self._extractor_fingerprint(extractor)
+        fp = extractor_fingerprint(extractor)
         images = check_images(images, name="images")
         n = int(images.shape[0])
-        labels_arr, class_names = self._resolve_labels(images, labels, class_names, n)
+        labels_arr, class_names = resolve_labels(images, labels, class_names, n)
         bs = check_positive_int("batch_size", batch_size, allow_none=True)
         data_fp = hash_images(images)
-        key = self._key(fp, data_fp)
+        key = entry_key(fp, data_fp)
 
         hit = self._find_complete(key)
         if hit is not None and self._labels_stored(key, labels_arr, class_names):
@@ -484,18 +302,18 @@ class FeatureCache:
             size = (int(images.shape[1]), int(images.shape[2]))
             d = int(extractor.output_dim(size))
             config = extractor.describe()
-            bs = self._default_batch_size(extractor, bs)
+            bs = default_batch_size(extractor, bs)
             with writer_lock(self.path), self._open("a") as f:
                 group = f.require_group("entries")
                 entry = group.get(key)
-                if entry is not None and not self._entry_is_valid(entry, n):
+                if entry is not None and not entry_is_valid(entry, n):
                     del group[key]  # an entry damaged before its first flush: rebuild it
                     entry = None
                 created = entry is None
                 if entry is None:
                     entry = self._create_entry(group, key, images, config, fp, data_fp, d, bs)
                 if labels_arr is not None:
-                    self._write_labels(entry, labels_arr)
+                    write_labels(entry, labels_arr)
                 if class_names is not None:
                     entry.attrs["class_names"] = json.dumps(class_names)
                 f.flush()
@@ -533,7 +351,7 @@ class FeatureCache:
             if labels is not None:
                 if "labels" not in entry:
                     return False
-                if not self._same_labels(entry["labels"], labels):
+                if not same_labels(entry["labels"], labels):
                     return False
         return True
 
@@ -543,7 +361,7 @@ class FeatureCache:
     ) -> np.ndarray | LazyFeatures:
         """A complete entry asked for with other labels: store them, if the file allows."""
         try:
-            self._store_labels(key, labels, class_names)
+            store_labels(self, key, labels, class_names)
         except (CacheError, OSError) as exc:
             if isinstance(exc, CacheLockedError):
                 raise
@@ -555,65 +373,6 @@ class FeatureCache:
                 UserWarning, stacklevel=3,
             )
         return self.load(key, lazy=lazy)
-
-    @classmethod
-    def _resolve_labels(
-        cls, images: Any, labels: Any, class_names: Any, n: int
-    ) -> tuple[np.ndarray | None, list[str] | None]:
-        """Checked labels and class names: the arguments, else the stream's own."""
-        if labels is None and getattr(images, "labels", None) is not None:
-            labels = images.labels
-            class_names = class_names or list(getattr(images, "class_names", []) or []) or None
-        labels_arr = cls._check_labels(labels, n)
-        if class_names is not None:
-            if not isinstance(class_names, list | tuple) or not all(
-                isinstance(c, str) for c in class_names
-            ):
-                raise InvalidTypeError(
-                    f"`class_names` must be a list of strings; received {describe(class_names)}."
-                )
-            class_names = list(class_names)
-        return labels_arr, class_names
-
-    @staticmethod
-    def _default_batch_size(extractor: Any, batch_size: int | None) -> int:
-        """The batch size an extraction uses: ``batch_size``, else the extractor's, else 64."""
-        default_bs = getattr(extractor, "_effective_batch_size", None)
-        return int(batch_size or (default_bs() if callable(default_bs) else None)
-                   or getattr(extractor, "batch_size", None) or 64)
-
-    @staticmethod
-    def _check_labels(labels: Any, n: int) -> np.ndarray | None:
-        if labels is None:
-            return None
-        arr = np.asarray(labels)
-        if arr.ndim == 2 and arr.shape[1] > 1:  # one-hot rows
-            arr = np.argmax(arr, axis=1)
-        arr = arr.reshape(-1) if arr.ndim == 2 else arr
-        if arr.ndim != 1 or len(arr) != n:
-            raise InvalidInputError(
-                f"`labels` must have one label per image: expected shape ({n},), received "
-                f"{np.asarray(labels).shape}."
-            )
-        if arr.dtype.kind in "US":
-            return arr.astype(h5py.string_dtype() if arr.dtype.kind == "U" else arr.dtype)
-        if arr.dtype.kind not in "iub":
-            raise InvalidTypeError(
-                f"`labels` must be integers or strings; received dtype {arr.dtype}."
-            )
-        return arr.astype(np.int64)
-
-    @staticmethod
-    def _entry_is_valid(entry: h5py.Group, n: int) -> bool:
-        try:
-            return (
-                "features" in entry
-                and "progress" in entry
-                and int(entry.attrs["n_images"]) == n
-                and "complete" in entry.attrs
-            )
-        except (KeyError, OSError, ValueError):
-            return False
 
     def _create_entry(
         self,
@@ -646,29 +405,13 @@ class FeatureCache:
                 "image_dtype": str(np.dtype(images.dtype)),
                 "feature_dim": d,
                 "batch_size": int(batch_size),
-                "versions": json.dumps(_versions()),
-                "created": _now(),
+                "versions": json.dumps(versions()),
+                "created": now(),
                 "complete": False,
                 "extract_seconds": 0.0,
             }
         )
         return entry
-
-    @staticmethod
-    def _same_labels(old: h5py.Dataset, labels: np.ndarray) -> bool:
-        """Whether the stored labels ``old`` equal ``labels`` (as checked by _check_labels)."""
-        if old.shape != labels.shape or old.dtype.kind != labels.dtype.kind:
-            return False
-        stored = old.asstr()[()] if old.dtype.kind == "O" else old[()]
-        return bool(np.array_equal(stored, labels.astype(stored.dtype, copy=False)))
-
-    @classmethod
-    def _write_labels(cls, entry: h5py.Group, labels: np.ndarray) -> None:
-        if "labels" in entry:
-            if cls._same_labels(entry["labels"], labels):
-                return
-            del entry["labels"]
-        entry.create_dataset("labels", data=labels)
 
     def _fill(
         self, f: h5py.File, entry: h5py.Group, extractor: Any, images: Any, *, verbose: int
@@ -681,7 +424,7 @@ class FeatureCache:
         done = int(progress[()])
         if features.shape[0] != done:  # rows past the last flushed batch are not trusted
             features.resize((done, d))
-        from .progress import Progress
+        from ..progress import Progress
 
         # verbose=1: a bar with rate and time left on a terminal, a line every 10% in logs
         # (stderr; $TRANSFERKIT_PROGRESS=bar|lines|off overrides).
@@ -721,7 +464,7 @@ class FeatureCache:
                 f"Extraction stopped after {int(progress[()])} of {n} images; call again to "
                 "resume."
             )
-        entry.attrs["completed"] = _now()
+        entry.attrs["completed"] = now()
         entry.attrs["complete"] = True
         f.flush()
 
@@ -774,7 +517,6 @@ class FeatureCache:
             "that can still be read."
         )
 
-    # ------------------------------------------------------------------ repair
     def repair(self) -> dict[str, Any]:
         """Rebuild a damaged cache file, keeping every entry that still reads correctly.
 
@@ -798,139 +540,39 @@ class FeatureCache:
             now is (``None`` if there was no file), and ``shard_backups``: where
             damaged shard files that were repaired now are.
         """
-        report: dict[str, Any] = {"kept": [], "dropped": [], "backup": None,
-                                  "shard_backups": []}
         self._check_not_a_directory()  # never set a folder aside as a "damaged" cache
-        with writer_lock(self.path):
-            if not self.path.exists():
-                return report
-            stamp = _dt.datetime.now().strftime("%Y%m%dT%H%M%S")
-            tmp = self.path.with_name(f".{self.path.name}.repair-{stamp}")
-            try:
-                src = h5py.File(self.path, "r", locking=False)
-            except OSError:
-                src = None
-            try:
-                with h5py.File(tmp, "w") as dst:
-                    dst.attrs["format"] = FORMAT_NAME
-                    dst.attrs["format_version"] = FORMAT_VERSION
-                    out = dst.create_group("entries")
-                    has_entries = src is not None and "entries" in src
-                    keys = list(src["entries"].keys()) if has_entries else []
-                    for key in keys:
-                        try:
-                            self._copy_entry(src["entries"][key], out, key, report)
-                            report["kept"].append(key)
-                        except (OSError, KeyError, ValueError, RuntimeError,
-                                _shards.ShardReadError):
-                            if key in out:
-                                del out[key]
-                            report["dropped"].append(key)
-            finally:
-                if src is not None:
-                    src.close()
-            backup = self.path.with_name(f"{self.path.name}.damaged-{stamp}")
-            os.replace(self.path, backup)
-            os.replace(tmp, self.path)
-            report["backup"] = str(backup)
-        return report
+        return repair_file(self.path)
 
-    def _copy_entry(
-        self, src: h5py.Group, out: h5py.Group, key: str, report: dict[str, Any]
-    ) -> None:
-        refs = _shards.refs_of(src)
-        if refs is not None:
-            self._copy_sharded_entry(src, out, key, refs, report)
-            return
-        dst = out.create_group(key)
-        for name, value in src.attrs.items():
-            dst.attrs[name] = value
-        feats = src["features"]
-        done = int(src["progress"][()])
-        data = feats[:done]  # reads and checksums every chunk
-        dst.create_dataset(
-            "features", data=data, maxshape=feats.maxshape, chunks=feats.chunks,
-            compression=feats.compression, fletcher32=True,
-        )
-        dst.create_dataset("progress", data=np.int64(done))
-        if "labels" in src:
-            dst.create_dataset("labels", data=src["labels"][()])
+    # ------------------------------------------------------------------ annotations
+    def annotate(self, key: str, **values: Any) -> None:
+        """Record extra information with an entry, such as where its images came from.
 
-    def _copy_sharded_entry(
-        self, src: h5py.Group, out: h5py.Group, key: str, refs: list[_shards.ShardRef],
-        report: dict[str, Any],
-    ) -> None:
-        n, d = int(src.attrs["n_images"]), int(src.attrs["feature_dim"])
-        step = max(1, (64 << 20) // (4 * max(d, 1)))  # read ~64 MiB at a time
-        for ref in refs:  # every row of every shard, checksummed
-            try:
-                for a in range(ref.start, ref.stop, step):
-                    _shards.read_rows(self.path, refs, n, d, slice(a, min(a + step, ref.stop)))
-            except _shards.ShardReadError as exc:
-                shard_path = ref.path(self.path)
-                if isinstance(exc.cause, OSError) and shard_path.is_file():
-                    with contextlib.suppress(CacheError, OSError):
-                        backup = FeatureCache(shard_path).repair()["backup"]
-                        report["shard_backups"].append(backup)
-                raise
-        dst = out.create_group(key)
-        for name, value in src.attrs.items():
-            dst.attrs[name] = value
-        _shards.write_virtual_features(dst, refs, n, d)
-        dst.create_dataset("progress", data=np.int64(n))
-        if "labels" in src:
-            dst.create_dataset("labels", data=src["labels"][()])
+        Each value is stored as an attribute of the entry (JSON for anything but a
+        number or a string) and comes back in :attr:`CacheEntry.annotations`. The
+        layout's own attributes (``extractor``, ``n_images``, ``complete``...) cannot
+        be set this way. Written under the cache's locks, like an extraction.
 
-    # ------------------------------------------------------------------ sharded entries
-    def _write_sharded_entry(
-        self,
-        key: str,
-        refs: list[_shards.ShardRef],
-        attrs: dict[str, Any],
-        labels: np.ndarray | None,
-        class_names: list[str] | None,
-    ) -> None:
-        """Write the entry ``key`` over complete shards (see :mod:`transferkit.distributed`).
-
-        An ordinary complete entry with this key holds the same features and is kept
-        (only labels and class names are updated); anything else under the key (an
-        unfinished extraction, an older sharded entry) is replaced.
+        Parameters
+        ----------
+        key : str
+            An existing entry (complete or not).
+        **values
+            Names and JSON-serialisable values.
         """
+        reserved = sorted(set(values) & LAYOUT_ATTRS)
+        if reserved:
+            raise InvalidInputError(
+                f"`annotate` cannot set the cache's own entry attributes {reserved}; "
+                "choose other names."
+            )
         with writer_lock(self.path), self._open("a") as f:
-            group = f.require_group("entries")
-            old = group.get(key)
-            if old is not None:
-                if bool(old.attrs.get("complete", False)) and _shards.refs_of(old) is None:
-                    self._update_labels(old, labels, class_names)
-                    f.flush()
-                    return
-                del group[key]
-            entry = group.create_group(key)
-            n, d = int(attrs["n_images"]), int(attrs["feature_dim"])
-            _shards.write_virtual_features(entry, refs, n, d)
-            entry.create_dataset("progress", data=np.int64(n))
-            self._update_labels(entry, labels, class_names)
-            entry.attrs.update({k: v for k, v in attrs.items() if k != "complete"})
-            entry.attrs["shards"] = json.dumps([r.to_json() for r in refs])
-            entry.attrs["n_shards"] = len(refs)
-            entry.attrs["complete"] = True  # last: an entry cut short is never complete
+            entry = self._entry(f, key, need_complete=False)
+            for name, value in values.items():
+                entry.attrs[name] = (
+                    value if isinstance(value, int | float | str) and not isinstance(value, bool)
+                    else json.dumps(value, sort_keys=True, default=str)
+                )
             f.flush()
-
-    def _store_labels(self, key: str, labels: np.ndarray | None, class_names: Any) -> None:
-        """Store labels and class names with the existing entry ``key``."""
-        if labels is None and class_names is None:
-            return
-        with writer_lock(self.path), self._open("a") as f:
-            self._update_labels(self._entry(f, key, need_complete=False), labels, class_names)
-            f.flush()
-
-    def _update_labels(
-        self, entry: h5py.Group, labels: np.ndarray | None, class_names: list[str] | None
-    ) -> None:
-        if labels is not None:
-            self._write_labels(entry, labels)
-        if class_names is not None:
-            entry.attrs["class_names"] = json.dumps(class_names)
 
     # ------------------------------------------------------------------ reading
     def _find_complete(self, key: str) -> CacheEntry | None:
@@ -940,7 +582,7 @@ class FeatureCache:
             entry = f.get("entries", {}).get(key) if "entries" in f else None
             if entry is None or not bool(entry.attrs.get("complete", False)):
                 return None
-            return self._info(entry)
+            return entry_info(entry)
 
     def __contains__(self, key: object) -> bool:
         """Whether a complete entry with this key exists."""
@@ -965,41 +607,14 @@ class FeatureCache:
         with self._open("r") as f:
             if "entries" not in f:
                 return []
-            infos = [self._info(g) for g in f["entries"].values()]
+            infos = [entry_info(g) for g in f["entries"].values()]
         infos = [e for e in infos if include_incomplete or e.complete]
         return sorted(infos, key=lambda e: (e.created, e.key))
 
     def info(self, key: str) -> CacheEntry:
         """Metadata of one entry."""
         with self._open("r") as f:
-            return self._info(self._entry(f, key, need_complete=False))
-
-    @staticmethod
-    def _info(g: h5py.Group) -> CacheEntry:
-        a = g.attrs
-        names = a.get("class_names")
-        return CacheEntry(
-            key=g.name.rsplit("/", 1)[-1],
-            extractor=str(a.get("extractor", "")),
-            extractor_config=json.loads(a.get("extractor_config", "{}")),
-            extractor_fingerprint=str(a.get("extractor_fingerprint", "")),
-            data_fingerprint=str(a.get("data_fingerprint", "")),
-            n_images=int(a.get("n_images", 0)),
-            n_done=int(g["progress"][()]) if "progress" in g else 0,
-            feature_dim=int(a.get("feature_dim", 0)),
-            complete=bool(a.get("complete", False)),
-            created=str(a.get("created", "")),
-            completed=str(a["completed"]) if "completed" in a else None,
-            versions=json.loads(a.get("versions", "{}")),
-            has_labels="labels" in g,
-            class_names=json.loads(names) if names is not None else None,
-            nbytes=(
-                int(a["shard_nbytes"]) if "shard_nbytes" in a
-                else int(g["features"].id.get_storage_size()) if "features" in g else 0
-            ),
-            extract_seconds=float(a.get("extract_seconds", 0.0)),
-            n_shards=int(a.get("n_shards", 0)),
-        )
+            return entry_info(self._entry(f, key, need_complete=False))
 
     def _entry(self, f: h5py.File, key: str, *, need_complete: bool = True) -> h5py.Group:
         if not isinstance(key, str):
@@ -1059,12 +674,12 @@ class FeatureCache:
         n, d = shape
         if lazy:  # check every shard now, so a lazy view of a broken entry is refused early
             if any(_shards.shard_problem(self.path, r, d) is not None for r in refs):
-                raise _shards_missing(self.path, key, refs, d)
+                raise shards_missing(self.path, key, refs, d)
             return LazyFeatures(self.path, key, shape, shards=refs)
         try:
             return _shards.read_rows(self.path, refs, n, d, slice(None))
         except _shards.ShardReadError as exc:
-            raise _shards_missing(self.path, key, refs, d, exc) from exc
+            raise shards_missing(self.path, key, refs, d, exc) from exc
 
     def _damaged_entry(self, key: str, exc: BaseException) -> CacheCorruptedError:
         return CacheCorruptedError(
@@ -1105,3 +720,49 @@ class FeatureCache:
             f.flush()
             if folder.is_dir():
                 shutil.rmtree(folder)
+
+
+# ---------------------------------------------------------------------- for distributed
+def write_sharded_entry(
+    cache: FeatureCache,
+    key: str,
+    refs: list[_shards.ShardRef],
+    attrs: dict[str, Any],
+    labels: np.ndarray | None,
+    class_names: list[str] | None,
+) -> None:
+    """Write the entry ``key`` of ``cache`` over complete shards (:mod:`transferkit.distributed`).
+
+    An ordinary complete entry with this key holds the same features and is kept
+    (only labels and class names are updated); anything else under the key (an
+    unfinished extraction, an older sharded entry) is replaced.
+    """
+    with writer_lock(cache.path), cache._open("a") as f:
+        group = f.require_group("entries")
+        old = group.get(key)
+        if old is not None:
+            if bool(old.attrs.get("complete", False)) and _shards.refs_of(old) is None:
+                update_labels(old, labels, class_names)
+                f.flush()
+                return
+            del group[key]
+        entry = group.create_group(key)
+        n, d = int(attrs["n_images"]), int(attrs["feature_dim"])
+        _shards.write_virtual_features(entry, refs, n, d)
+        entry.create_dataset("progress", data=np.int64(n))
+        update_labels(entry, labels, class_names)
+        entry.attrs.update({k: v for k, v in attrs.items() if k != "complete"})
+        entry.attrs["shards"] = json.dumps([r.to_json() for r in refs])
+        entry.attrs["n_shards"] = len(refs)
+        entry.attrs["complete"] = True  # last: an entry cut short is never complete
+        f.flush()
+
+def store_labels(
+    cache: FeatureCache, key: str, labels: np.ndarray | None, class_names: Any
+) -> None:
+    """Store labels and class names with the existing entry ``key``."""
+    if labels is None and class_names is None:
+        return
+    with writer_lock(cache.path), cache._open("a") as f:
+        update_labels(cache._entry(f, key, need_complete=False), labels, class_names)
+        f.flush()

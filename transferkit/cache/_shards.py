@@ -39,8 +39,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ._hashing import hash_json
-from .exceptions import InvalidTypeError
+from .._hashing import hash_json
+from ..exceptions import InvalidTypeError
 
 __all__ = [
     "PLAN_FILE",

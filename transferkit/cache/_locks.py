@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .exceptions import CacheLockedError
+from ..exceptions import CacheLockedError
 
 __all__ = ["FileLock", "writer_lock"]
 
