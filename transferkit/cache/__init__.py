@@ -29,7 +29,8 @@ features on disk too.
 
 Modules: ``_core`` (:class:`FeatureCache`), ``_format`` (the layout and entry
 metadata), ``_keys`` (entry keys and argument checks), ``_locks`` (one writer, consistent
-readers), ``_rows`` (lazy and sharded reads), ``_repair`` and ``_shards``.
+readers), ``_writer`` (the pipelined extraction), ``_rows`` (lazy and sharded
+reads), ``_repair`` and ``_shards``.
 
 File layout (HDF5)::
 

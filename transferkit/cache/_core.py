@@ -8,7 +8,6 @@ guarantees; this module holds the class that implements them, and the named func
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 import shutil
@@ -23,7 +22,6 @@ import numpy as np
 
 from .._cost import CHUNK_BYTES, chunk_rows
 from .._hashing import hash_images
-from .._pipeline import BackgroundWriter
 from .._signals import sigterm_raises
 from .._validation import check_images, check_positive_int, describe
 from ..exceptions import (
@@ -57,6 +55,7 @@ from ._keys import (
 from ._locks import FileLock, writer_lock
 from ._repair import repair_file
 from ._rows import LazyFeatures, shards_missing
+from ._writer import fill_entry
 
 __all__ = ["FeatureCache", "store_labels", "write_sharded_entry"]
 
@@ -64,8 +63,6 @@ _OPEN_RETRIES = 4
 #: HDF5 chunk cache of a writer's file: a few ~1 MiB feature chunks, so a chunk that
 #: consecutive batches fill is not read back between them.
 _WRITE_CHUNK_CACHE = 4 * CHUNK_BYTES
-#: Computed batches waiting for the writer thread.
-_WRITE_QUEUE = 2
 
 
 class FeatureCache:
@@ -319,7 +316,8 @@ class FeatureCache:
                 f.flush()
                 if not bool(entry.attrs["complete"]):
                     try:
-                        self._fill(f, entry, extractor, images, verbose=verbose)
+                        fill_entry(self.path, f, entry, extractor, images,
+                                   sync=self._sync, verbose=verbose)
                     except BaseException as exc:
                         done = int(entry["progress"][()])
                         if created and done == 0:
@@ -412,110 +410,6 @@ class FeatureCache:
             }
         )
         return entry
-
-    def _fill(
-        self, f: h5py.File, entry: h5py.Group, extractor: Any, images: Any, *, verbose: int
-    ) -> None:
-        features = entry["features"]
-        progress = entry["progress"]
-        n = int(entry.attrs["n_images"])
-        bs = int(entry.attrs["batch_size"])
-        d = int(features.shape[1])
-        done = int(progress[()])
-        if features.shape[0] != done:  # rows past the last flushed batch are not trusted
-            features.resize((done, d))
-        from ..progress import Progress
-
-        # verbose=1: a bar with rate and time left on a terminal, a line every 10% in logs
-        # (stderr; $TRANSFERKIT_PROGRESS=bar|lines|off overrides).
-        bar = Progress(n, desc="extracting", unit="image", initial=done,
-                       mode="auto" if verbose else "off")
-        spent = float(entry.attrs.get("extract_seconds", 0.0))
-        t0 = time.perf_counter()
-        sync = self._sync
-
-        def write(item: tuple[int, np.ndarray]) -> None:
-            # On the writer thread: one batch's rows, then the counter, then a flush,
-            # all under the exclusive .sync lock, so readers see whole batches only.
-            offset, feats = item
-            end = offset + len(feats)
-            if sync is not None:
-                sync.acquire()
-            try:
-                features.resize((end, d))
-                features[offset:end] = feats
-                progress[()] = end
-                entry.attrs["extract_seconds"] = spent + time.perf_counter() - t0
-                f.flush()
-            finally:
-                if sync is not None:
-                    sync.release()
-
-        if sync is not None:  # readers come in whenever no batch is being written
-            sync.release()
-        try:
-            with bar:  # ends the display: "done, ..." or "interrupted at k/n images"
-                self._pipelined_fill(extractor, images, done, bs, d, entry.name, n, write, bar)
-        finally:
-            if sync is not None:
-                sync.acquire()
-        if int(progress[()]) != n:
-            raise CacheError(
-                f"Extraction stopped after {int(progress[()])} of {n} images; call again to "
-                "resume."
-            )
-        entry.attrs["completed"] = now()
-        entry.attrs["complete"] = True
-        f.flush()
-
-    def _pipelined_fill(
-        self, extractor: Any, images: Any, done: int, bs: int, d: int, name: str, n: int,
-        write: Any, bar: Any,
-    ) -> None:
-        """Backbone on this thread, HDF5 writes on a writer thread, batch ``k`` behind.
-
-        Every batch computed before an exception (or the end) is written before this
-        returns; a write error stops the extraction and is raised as a CacheError
-        naming the last complete batch.
-        """
-        writer = BackgroundWriter(write, maxsize=_WRITE_QUEUE, name="transferkit-cache-writer")
-        batches = extractor.iter_features(images, start=done, batch_size=bs)
-        try:
-            try:
-                for offset, feats in batches:
-                    if feats.shape[1] != d:
-                        raise CacheError(
-                            f"The extractor produced {feats.shape[1]} features per image but "
-                            f"entry {name} holds {d}; delete the entry."
-                        )
-                    writer.put((offset, feats))
-                    bar.update_to(offset + len(feats))
-            finally:
-                close = getattr(batches, "close", None)
-                if callable(close):
-                    close()  # stop the extractor's reader thread
-                writer.close()  # write what was computed; raises the writer's error
-        except BaseException as exc:
-            if writer.failed and isinstance(writer.error, OSError):
-                failed_at = int(writer.failed_item[0])
-                raise self._write_failed(writer.error, failed_at, n) from writer.error
-            if writer.failed and exc is not writer.error:
-                raise writer.error from exc  # type: ignore[misc]
-            raise
-
-    def _write_failed(self, exc: OSError, done: int, n: int) -> CacheError:
-        full = getattr(exc, "errno", None) == errno.ENOSPC or "No space" in str(exc)
-        reason = (
-            "the disk is full: free some space (or point `path` at a larger disk)"
-            if full
-            else f"the file could not be written ({exc})"
-        )
-        return CacheError(
-            f"Writing features to {str(self.path)!r} stopped after {done} of {n} images: "
-            f"{reason}. Completed batches are kept; call `extract` again to resume. If the "
-            "file will not open afterwards, `FeatureCache(path).repair()` keeps every entry "
-            "that can still be read."
-        )
 
     def repair(self) -> dict[str, Any]:
         """Rebuild a damaged cache file, keeping every entry that still reads correctly.
