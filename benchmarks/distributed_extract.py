@@ -55,7 +55,8 @@ def main() -> None:
 
     from transferkit import FeatureCache, VGG16Extractor
     from transferkit.datasets import load_cifar10_sample
-    from transferkit.distributed import _cpu_count, extract_distributed, merge_shards, plan_shards
+    from transferkit.distributed import extract_distributed, merge_shards, plan_shards
+    from transferkit.distributed._dask import cpu_count as _cpu_count
 
     (x, _), _ = load_cifar10_sample()
     x = np.ascontiguousarray(x[: args.n])

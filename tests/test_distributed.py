@@ -407,7 +407,7 @@ def test_extract_distributed_bad_arguments(tmp_path, kwargs, error, match) -> No
 
 def test_unreachable_scheduler_is_named(tmp_path, monkeypatch) -> None:
     pytest.importorskip("distributed")
-    monkeypatch.setattr(dist, "_CONNECT_TIMEOUT", "1s")
+    monkeypatch.setattr(dist._dask, "CONNECT_TIMEOUT", "1s")
     with pytest.raises(exc.InvalidInputError, match="could not connect to 'tcp://127.0.0.1:9'"):
         extract_distributed(NumpyExtractor(), _x(10), tmp_path / "f.h5", n_shards=2,
                             address="tcp://127.0.0.1:9")
@@ -499,7 +499,7 @@ def test_default_local_cluster_sizes_tensorflow_threads(tmp_path, pythonpath) ->
     ext = RecordingExtractor(batch_size=4, log=str(log))
     out = extract_distributed(ext, x, tmp_path / "f.h5", n_workers=2, n_shards=2)
     np.testing.assert_array_equal(out, _reference(x))
-    expected = str(max(1, dist._cpu_count() // 2))
+    expected = str(max(1, dist._dask.cpu_count() // 2))
     attempts = _attempts(log)
     assert len(attempts) == 2 and all(a[4] == expected and a[5] == 1 for a in attempts)
 
