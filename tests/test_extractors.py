@@ -21,6 +21,7 @@ from transferkit.extractors import (
     list_extractors,
     register_extractor,
 )
+from transferkit.extractors._frozen import FrozenBackbone
 
 # One factory per registered extractor: how the contract test gets an instance that works
 # offline. A newly registered extractor without an entry here fails `test_every_registered...`.
@@ -536,6 +537,90 @@ def test_keras_app_minimum_input_size() -> None:
         inception.transform(tiny)
     with pytest.raises(exc.InvalidInputError, match="at least 75x75.*received 32x32.*input_size"):
         inception.output_dim((32, 32))
+
+
+@pytest.mark.parametrize(("name", "layer"), [("efficientnet_lite0", "stem_conv"),
+                                           ("resnet50", "conv1_conv")])
+def test_backbones_refuse_a_weights_file_missing_layers(name, layer, tmp_path) -> None:
+    """A file lacking layers is refused, naming the file, by every backbone (as by VGG-16)."""
+    import keras
+
+    partial = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Conv2D(
+        32 if name == "efficientnet_lite0" else 64, 3, padding="same", name=layer)])
+    path = tmp_path / "partial.weights.h5"
+    partial.save_weights(path)
+    with pytest.raises(exc.InvalidInputError, match=r"partial\.weights\.h5"):
+        create_extractor(name, weights=str(path)).transform(make_images(1))
+
+
+def test_generic_keras_app_estimate_at_sizes_below_its_native_minimum() -> None:
+    from transferkit.extractors import KerasApplicationExtractor
+
+    ext = KerasApplicationExtractor(architecture="InceptionV3", weights=None, input_size=299)
+    est = ext.estimate(10, image_size=(32, 32))  # 32x32 is below InceptionV3's 75x75
+    assert est.model_input_size == (299, 299) and est.native_flops_per_image is None
+
+
+# ---------------------------------------------------------------------------- new backbones
+class _TinyBackbone(FrozenBackbone):
+    """A backbone written as a user would: only what differs from FrozenBackbone."""
+
+    registry_name = "tiny"
+    backbone_name = "TinyNet"
+    layer_choices = ("conv", "predictions")
+    min_input_size = 8
+
+    def __init__(self, *, weights=None, layer="conv", pooling="avg", input_size=None,
+                 resize_method="bilinear", batch_size=4, seed=0, dtype="float32") -> None:
+        super().__init__(
+            weights=weights, layer=layer, pooling=pooling, input_size=input_size,
+            resize_method=resize_method, batch_size=batch_size, seed=seed, dtype=dtype,
+        )
+
+    def _build_base(self, size):
+        import keras
+
+        inputs = keras.Input((*size, 3))
+        x = keras.layers.Conv2D(4, 3, name="conv")(inputs)
+        x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+        return keras.Model(inputs, keras.layers.Dense(3, activation="softmax",
+                                                      name="predictions")(x))
+
+    def _preprocessing(self):
+        return "x/255", lambda x: x / np.float32(255.0)
+
+    def _imagenet_weights_file(self, size):
+        raise exc.WeightsNotFoundError("TinyNet has no ImageNet weights.")
+
+
+def test_a_new_frozen_backbone_says_only_what_differs(tmp_path) -> None:
+    images = make_images(5, size=12)
+    tiny = _TinyBackbone()
+    feats = tiny.transform(images)
+    assert feats.shape == (5, 4) and feats.dtype == np.float32
+    assert list(tiny.describe())[3:] == ["weights", "layer", "pooling", "input_size",
+                                         "resize_method", "preprocessing", "dtype"]
+    assert tiny.describe()["weights"] == {"random_seed": 0}
+    assert tiny.set_params(seed=1).fingerprint != _TinyBackbone().fingerprint
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(clone(tiny))).transform(images),
+                                  tiny.transform(images))
+    assert _TinyBackbone(pooling="flatten").transform(images).shape == (5, 10 * 10 * 4)
+    assert _TinyBackbone(input_size=16, pooling="flatten").transform(images).shape == (5, 784)
+    probs = _TinyBackbone(layer="predictions").transform(images)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    assert _TinyBackbone().estimate(10, image_size=(12, 12)).flops_per_image > 0
+    np.testing.assert_array_equal(tiny.preprocess(images), images.astype(np.float32) / 255)
+    # a weights file: loaded, identified by its hash, features as saved
+    base = next(iter(tiny._forward_cache.values())).python_function.base
+    path = tmp_path / "tiny.weights.h5"
+    base.save_weights(path)
+    from_file = _TinyBackbone(weights=str(path))
+    np.testing.assert_array_equal(from_file.transform(images), tiny.transform(images))
+    assert set(from_file.describe()["weights"]) == {"file_hash"}
+    with pytest.raises(exc.WeightsNotFoundError, match="TinyNet"):
+        _TinyBackbone(weights="imagenet").transform(images)
+    with pytest.raises(exc.InvalidInputError, match="`layer` must be one of"):
+        _TinyBackbone(layer="fc").fit()
 
 
 # ---------------------------------------------------------------------------- cost estimate

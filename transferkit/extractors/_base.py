@@ -7,10 +7,8 @@ everything that changes its features. The feature cache keys entries by it.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -20,15 +18,14 @@ from .. import FEATURE_VERSION
 from .._cost import CostEstimate, count_macs, feature_cache_bytes
 from .._hashing import hash_json
 from .._lazy import import_tf
-from .._pipeline import COMPUTE_DTYPES, prefetch
+from .._pipeline import prefetch
 from .._validation import (
-    check_choice,
     check_image_batch_values,
     check_images,
     check_positive_int,
     describe,
 )
-from ..exceptions import InvalidInputError, InvalidTypeError, WeightsNotFoundError
+from ..exceptions import InvalidInputError, InvalidTypeError
 
 __all__ = ["BaseExtractor", "CostEstimate", "PREFETCH_DEPTH", "iter_image_batches"]
 
@@ -130,46 +127,6 @@ class _CompiledForward:
         if name == "python_function":  # pragma: no cover - only before __init__ ran
             raise AttributeError(name)
         return getattr(self.python_function, name)
-
-
-#: Ways a feature map becomes a vector, for the frozen backbones.
-POOLINGS = ("avg", "max", "flatten")
-#: Interpolations for resizing inside the model, as in ``tf.image.resize``.
-RESIZE_METHODS = ("bilinear", "nearest", "bicubic", "area", "lanczos3", "gaussian")
-
-
-def validate_backbone_params(extractor: Any, *, backbone: str, min_size: int) -> None:
-    """Check the parameters every frozen pretrained backbone shares.
-
-    ``pooling``, ``resize_method``, ``dtype``, ``input_size`` (at least ``min_size``),
-    ``seed``, and ``weights`` (``"imagenet"``, ``None`` or an existing file). Messages
-    name the argument and the received value.
-    """
-    check_choice("pooling", extractor.pooling, POOLINGS)
-    check_choice("resize_method", extractor.resize_method, RESIZE_METHODS)
-    check_choice("dtype", extractor.dtype, COMPUTE_DTYPES)
-    check_positive_int("input_size", extractor.input_size, allow_none=True)
-    if extractor.input_size is not None and extractor.input_size < min_size:
-        raise InvalidInputError(
-            f"`input_size` must be at least {min_size} for {backbone}; "
-            f"received {extractor.input_size}."
-        )
-    seed = extractor.seed
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
-        raise InvalidTypeError(f"`seed` must be an integer; received {describe(seed)}.")
-    w = extractor.weights
-    if w is None or w == "imagenet":
-        return
-    if not isinstance(w, str | os.PathLike):
-        raise InvalidTypeError(
-            "`weights` must be 'imagenet', None or a path to a weights file; "
-            f"received {describe(w)}."
-        )
-    if not Path(w).is_file():
-        raise WeightsNotFoundError(
-            f"`weights` must be 'imagenet', None or the path of an existing weights file; "
-            f"received {str(w)!r}, which does not exist."
-        )
 
 
 class BaseExtractor(TransformerMixin, BaseEstimator):
@@ -399,7 +356,7 @@ class BaseExtractor(TransformerMixin, BaseEstimator):
             model is not None
             and model_size != size
             and getattr(self, "input_size", None)
-            and min(size) >= int(self.min_input_size)
+            and min(size) >= self._native_min_size()
         ):
             from sklearn.base import clone
 
@@ -449,8 +406,12 @@ class BaseExtractor(TransformerMixin, BaseEstimator):
         self._validate_params()
         return check_images(X, name="images", min_size=self._min_size_for_input())
 
+    def _native_min_size(self) -> int:
+        """Smallest image side the backbone takes without resizing."""
+        return int(self.min_input_size)
+
     def _min_size_for_input(self) -> int | None:
-        return None if getattr(self, "input_size", None) else self.min_input_size
+        return None if getattr(self, "input_size", None) else self._native_min_size()
 
     def _check_image_size(self, size: tuple[int, int]) -> tuple[int, int]:
         return (int(size[0]), int(size[1]))

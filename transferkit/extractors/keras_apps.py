@@ -14,20 +14,26 @@ Registered fixed-architecture subclasses: ``"resnet50"``, ``"mobilenet_v2"``,
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from .._hashing import hash_file
-from .._lazy import import_keras, import_tf
-from .._pipeline import keras_dtype_policy
+from .._lazy import import_keras
 from .._validation import check_choice, describe
-from ..exceptions import InvalidInputError, InvalidTypeError, WeightsNotFoundError
-from ._base import BaseExtractor, validate_backbone_params
+from ..exceptions import InvalidInputError, InvalidTypeError
+from ._frozen import (
+    PREPROCESSING,
+    FrozenBackbone,
+    fetch_keras_weights,
+    keras_application,
+    preprocess_family,
+    seeded_lecun_init,
+)
 from ._registry import register_extractor
-from .vgg16 import _warn_if_emulated_bf16, keras_weights_path
 
 __all__ = [
     "ARCHITECTURES",
@@ -44,16 +50,6 @@ __all__ = [
 ]
 
 
-#: Preprocessing families, as ``keras.applications.imagenet_utils.preprocess_input`` modes.
-PREPROCESSING = {
-    "caffe": "RGB->BGR, minus the ImageNet channel means (103.939, 116.779, 123.68)",
-    "tf": "x / 127.5 - 1",
-    "torch": "x / 255, minus (0.485, 0.456, 0.406), divided by (0.229, 0.224, 0.225)",
-    "none": "none: the model rescales/normalises inside",
-}
-_CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
-_TORCH_MEAN = (0.485, 0.456, 0.406)
-_TORCH_STD = (0.229, 0.224, 0.225)
 #: keras.applications.efficientnet.IMAGENET_STDDEV_RGB (see _fix_efficientnet_imagenet).
 _EFFICIENTNET_STDDEV_RGB = (0.229, 0.224, 0.225)
 
@@ -162,35 +158,6 @@ ARCHITECTURES: dict[str, _Arch] = {a.constructor: a for a in _TABLE}
 
 
 # ------------------------------------------------------------------------------------
-# Preprocessing, as TensorFlow ops (inside the forward function) and as NumPy
-# ------------------------------------------------------------------------------------
-def preprocess_family(x: Any, family: str) -> Any:
-    """Apply a ``keras.applications`` preprocessing family to a float32 RGB batch.
-
-    Works on TensorFlow tensors and NumPy arrays alike, always returning a new value.
-
-    Parameters
-    ----------
-    x : float32 tensor or array of shape (n, h, w, 3), RGB in [0, 255]
-    family : {"caffe", "tf", "torch", "none"}
-        See :data:`PREPROCESSING`.
-    """
-    if family == "caffe":
-        return x[..., ::-1] - np.asarray(_CAFFE_MEAN_BGR, np.float32)
-    if family == "tf":
-        return x / np.float32(127.5) - np.float32(1.0)
-    if family == "torch":
-        mean = np.asarray(_TORCH_MEAN, np.float32)
-        std = np.asarray(_TORCH_STD, np.float32)
-        return (x / np.float32(255.0) - mean) / std
-    if family == "none":
-        return x + np.float32(0.0)  # a copy for NumPy input
-    raise InvalidInputError(  # pragma: no cover - the table only holds known families
-        f"`family` must be one of {list(PREPROCESSING)}; received {family!r}."
-    )
-
-
-# ------------------------------------------------------------------------------------
 # Weights
 # ------------------------------------------------------------------------------------
 def _weights_file(arch: _Arch, include_top: bool, size: tuple[int, int]) -> tuple[str, str | None]:
@@ -200,47 +167,6 @@ def _weights_file(arch: _Arch, include_top: bool, size: tuple[int, int]) -> tupl
         rows = size[0] if size[0] == size[1] and size[0] in _MOBILENET_V2_ROWS else 224
         name = name.format(rows=rows)
     return name, arch.top_hash if include_top else arch.notop_hash
-
-
-def _resolve_imagenet_weights(arch: _Arch, include_top: bool, size: tuple[int, int]) -> str:
-    """Local path of an architecture's ImageNet weights, downloading them if needed."""
-    name, file_hash = _weights_file(arch, include_top, size)
-    local = keras_weights_path(name)
-    if local.is_file():
-        return str(local)
-    keras = import_keras()
-    url = arch.base_url + name
-    try:
-        return str(keras.utils.get_file(name, url, cache_subdir="models", file_hash=file_hash))
-    except Exception as exc:  # offline, proxy, disk full...
-        raise WeightsNotFoundError(
-            f"{arch.constructor} ImageNet weights are not available: {name} is not in "
-            f"{local.parent} and downloading it from {url} failed "
-            f"({type(exc).__name__}: {exc}). Download that file on a machine with internet "
-            f"and copy it to {local}, or pass its path as `weights='/path/to/{name}'`; "
-            "`weights=None` gives randomly initialised (seeded) weights for testing."
-        ) from exc
-
-
-def _seeded_init(model: Any, seed: int) -> None:
-    """Deterministic kernels, independent of global RNGs.
-
-    Every kernel (a variable of 2 or more dimensions) gets LeCun-uniform values from
-    ``numpy.random.default_rng(seed)``; 1-D variables keep the constant values Keras
-    built them with (zero biases, unit BN scales, layer scales...).
-    """
-    rng = np.random.default_rng(seed)
-    for var in model.weights:
-        shape = tuple(int(d) for d in var.shape)
-        if len(shape) < 2:
-            continue
-        if len(shape) == 4:
-            kh, kw, cin, cout = shape
-            fan_in = kh * kw * (1 if cout == 1 else cin)  # depthwise kernels: (k, k, C, 1)
-        else:
-            fan_in = int(np.prod(shape[:-1]))
-        limit = np.sqrt(3.0 / max(1, fan_in))
-        var.assign(rng.uniform(-limit, limit, size=shape).astype(np.float32))
 
 
 def _fix_efficientnet_imagenet(model: Any) -> None:
@@ -269,7 +195,7 @@ def _fix_efficientnet_imagenet(model: Any) -> None:
 # ------------------------------------------------------------------------------------
 # The extractor
 # ------------------------------------------------------------------------------------
-class KerasApplicationExtractor(BaseExtractor):
+class KerasApplicationExtractor(FrozenBackbone):
     """A frozen ``keras.applications`` backbone mapping images to feature vectors.
 
     Parameters
@@ -336,41 +262,31 @@ class KerasApplicationExtractor(BaseExtractor):
         dtype: str = "float32",
     ) -> None:
         self.architecture = architecture
-        self.weights = weights
-        self.layer = layer
-        self.pooling = pooling
-        self.input_size = input_size
-        self.resize_method = resize_method
-        self.batch_size = batch_size
-        self.seed = seed
-        self.dtype = dtype
+        super().__init__(
+            weights=weights, layer=layer, pooling=pooling, input_size=input_size,
+            resize_method=resize_method, batch_size=batch_size, seed=seed, dtype=dtype,
+        )
 
     # ---------------------------------------------------------------- parameters
     @property
     def _arch(self) -> _Arch:
         return ARCHITECTURES[self.architecture]
 
-    def _validate_params(self) -> None:
-        super()._validate_params()
+    @property
+    def backbone_name(self) -> str:  # type: ignore[override]
+        return str(self.architecture)
+
+    def _check_own_params(self) -> None:
         check_choice("architecture", self.architecture, ARCHITECTURES)
         if self.layer is not None and (not isinstance(self.layer, str) or not self.layer):
             raise InvalidTypeError(
                 "`layer` must be None, 'predictions' or the name of a layer of "
                 f"{self.architecture}; received {describe(self.layer)}."
             )
-        validate_backbone_params(
-            self, backbone=str(self.architecture), min_size=self._arch.min_size
-        )
 
-    @property
-    def _include_top(self) -> bool:
-        return self.layer == "predictions"
-
-    def _min_size_for_input(self) -> int | None:
-        if self.input_size:
-            return None
+    def _native_min_size(self) -> int:
         arch = ARCHITECTURES.get(self.architecture)
-        return arch.min_size if arch is not None else self.min_input_size
+        return arch.min_size if arch is not None else int(self.min_input_size)
 
     def _check_image_size(self, size: tuple[int, int]) -> tuple[int, int]:
         size = super()._check_image_size(size)
@@ -398,37 +314,43 @@ class KerasApplicationExtractor(BaseExtractor):
             image_size = (side, side)
         return super().output_dim(image_size)
 
-    def _weights_identity(self) -> Any:
-        if self.weights is None:
-            return {"random_seed": int(self.seed)}
-        if self.weights == "imagenet":
-            return "imagenet"
-        return {"file_hash": hash_file(self.weights)}
-
     def _feature_config(self) -> dict[str, Any]:
-        return {
-            "architecture": self.architecture,
-            "weights": self._weights_identity(),
-            "layer": self.layer,
-            "pooling": None if self._include_top else self.pooling,
-            "input_size": self.input_size,
-            "resize_method": self.resize_method if self.input_size else None,
-            "preprocessing": self._arch.family,
-            "dtype": self.dtype,
-        }
-
-    def _model_key(self, image_size: tuple[int, int]) -> Any:
-        return None if self.input_size else image_size
+        return {"architecture": self.architecture, **super()._feature_config()}
 
     # ---------------------------------------------------------------- the model
-    def _build_base(self, size: tuple[int, int], dtype: str = "float32") -> Any:
-        keras = import_keras()
-        arch = self._arch
-        constructor = getattr(keras.applications, arch.constructor)
-        with keras_dtype_policy(dtype):
-            return constructor(
-                include_top=self._include_top, weights=None, input_shape=(*size, 3)
-            )
+    def _build_base(self, size: tuple[int, int]) -> Any:
+        return keras_application(self._arch.constructor, size, include_top=self._include_top)
+
+    def _preprocessing(self) -> tuple[str, Callable[[Any], Any]]:
+        family = self._arch.family
+        return family, functools.partial(preprocess_family, family=family)
+
+    def _imagenet_weights_file(self, size: tuple[int, int]) -> str:
+        name, file_hash = _weights_file(self._arch, self._include_top, size)
+        url = self._arch.base_url + name
+        return fetch_keras_weights(name, url, file_hash, what=self._arch.constructor)
+
+    def _random_init(self, base: Any) -> None:
+        seeded_lecun_init(base, int(self.seed))
+
+    def _after_load(self, base: Any) -> None:
+        if self.weights == "imagenet" and self.architecture.startswith("EfficientNetB"):
+            _fix_efficientnet_imagenet(base)
+
+    def _output_tensor(self, base: Any) -> Any:
+        if self.layer is None or self._include_top:
+            return base.output
+        try:
+            return base.get_layer(self.layer).output
+        except ValueError:
+            names = [lay.name for lay in base.layers[1:]]
+            raise InvalidInputError(
+                f"`layer` must be None, 'predictions' or a layer of {self.architecture} "
+                f"such as {names[-3:]} (see `layer_names()`); received {self.layer!r}."
+            ) from None
+
+    def _trunk_name(self) -> str:
+        return f"{self._arch.constructor.lower()}_features"
 
     def layer_names(self, image_size: tuple[int, int] | None = None) -> list[str]:
         """Names accepted by ``layer`` (besides None and "predictions"), in model order.
@@ -440,95 +362,8 @@ class KerasApplicationExtractor(BaseExtractor):
         """
         self._validate_params()
         m = self._arch.min_size
-        keras = import_keras()
-        base = getattr(keras.applications, self._arch.constructor)(
-            include_top=False, weights=None, input_shape=(*(image_size or (m, m)), 3)
-        )
+        base = keras_application(self._arch.constructor, image_size or (m, m), include_top=False)
         return [lay.name for lay in base.layers[1:]]
-
-    def _build_trunk(self, size: tuple[int, int], *, weights: bool = True) -> Any:
-        """The feature model; ``weights=False`` builds the float32 architecture alone."""
-        keras = import_keras()
-        arch = self._arch
-        imagenet = self.weights == "imagenet"
-        path = None
-        if weights and self.weights is not None:  # find the file first: fail fast
-            path = (
-                _resolve_imagenet_weights(arch, self._include_top, size)
-                if imagenet
-                else os.fspath(self.weights)
-            )
-        base = self._build_base(size, self.dtype if weights else "float32")
-        if weights and path is None:
-            _seeded_init(base, int(self.seed))
-        elif path is not None:
-            try:
-                base.load_weights(path)
-            except Exception as exc:
-                raise InvalidInputError(
-                    f"`weights` file {path!r} could not be loaded into {arch.constructor} "
-                    f"(include_top={self._include_top}): {exc}"
-                ) from exc
-            if imagenet and arch.constructor.startswith("EfficientNetB"):
-                _fix_efficientnet_imagenet(base)
-        base.trainable = False
-        if self.layer is None or self._include_top:
-            out = base.output
-        else:
-            try:
-                out = base.get_layer(self.layer).output
-            except ValueError:
-                names = [lay.name for lay in base.layers[1:]]
-                raise InvalidInputError(
-                    f"`layer` must be None, 'predictions' or a layer of {arch.constructor} "
-                    f"such as {names[-3:]} (see `layer_names()`); received {self.layer!r}."
-                ) from None
-        if len(out.shape) == 4 and not self._include_top:
-            pool = {  # float32 layers: bfloat16 maps are pooled in float32
-                "avg": keras.layers.GlobalAveragePooling2D(dtype="float32"),
-                "max": keras.layers.GlobalMaxPooling2D(dtype="float32"),
-                "flatten": keras.layers.Flatten(dtype="float32"),
-            }[self.pooling]
-            out = pool(out)
-        elif len(out.shape) > 2:
-            out = keras.layers.Flatten(dtype="float32")(out)
-        return keras.Model(base.input, out, name=f"{arch.constructor.lower()}_features")
-
-    def _cost_model(self, image_size: tuple[int, int]) -> Any:
-        size = (self.input_size, self.input_size) if self.input_size else image_size
-        return self._build_trunk(size, weights=False)
-
-    def _build_forward(self, image_size: tuple[int, int]) -> Any:
-        tf = import_tf()
-        size = (self.input_size, self.input_size) if self.input_size else image_size
-        _warn_if_emulated_bf16(self.dtype)
-        trunk = self._build_trunk(size)
-        resize = self.input_size is not None
-        method = self.resize_method
-        family = self._arch.family
-
-        # Traced once: the outer function (cast, resize) is traced per input dtype and
-        # size, but this graph of the backbone is reused by every trace.
-        @tf.function(input_signature=[tf.TensorSpec((None, *size, 3), tf.float32)])
-        def backbone(x: Any) -> Any:
-            return tf.cast(trunk(preprocess_family(x, family), training=False), tf.float32)
-
-        def forward(x: Any) -> Any:
-            x = tf.cast(x, tf.float32)
-            if resize:
-                x = tf.image.resize(x, size, method=method)
-            return backbone(x)
-
-        forward.model = trunk  # type: ignore[attr-defined]
-        return forward
-
-    def preprocess(self, images: np.ndarray) -> np.ndarray:
-        """This architecture's ``preprocess_input`` as NumPy, on a new float32 array."""
-        self._validate_params()
-        return np.asarray(
-            preprocess_family(np.asarray(images, dtype=np.float32), self._arch.family),
-            dtype=np.float32,
-        )
 
 
 class _FixedArchitecture(KerasApplicationExtractor):
@@ -536,26 +371,8 @@ class _FixedArchitecture(KerasApplicationExtractor):
 
     architecture: str = ""  # set by subclasses; not a constructor parameter
 
-    def __init__(
-        self,
-        *,
-        weights: str | os.PathLike[str] | None = "imagenet",
-        layer: str | None = None,
-        pooling: str = "avg",
-        input_size: int | None = None,
-        resize_method: str = "bilinear",
-        batch_size: int = 32,
-        seed: int = 0,
-        dtype: str = "float32",
-    ) -> None:
-        self.weights = weights
-        self.layer = layer
-        self.pooling = pooling
-        self.input_size = input_size
-        self.resize_method = resize_method
-        self.batch_size = batch_size
-        self.seed = seed
-        self.dtype = dtype
+    # The shared parameters with their shared defaults: no ``architecture`` parameter.
+    __init__ = FrozenBackbone.__init__
 
 
 _FIXED_DOC = """Frozen ``keras.applications.{arch}``: :class:`KerasApplicationExtractor` with
