@@ -21,6 +21,7 @@ __all__ = [
     "ShardsIncompleteError",
     "ShardsMissingError",
     "ImageReadError",
+    "UnsafePickleError",
     "MissingDependencyError",
     "Terminated",
 ]
@@ -58,6 +59,15 @@ class DatasetNotFoundError(TransferkitError, FileNotFoundError):
 
 class ImageReadError(TransferkitError, ValueError):
     """An image file could not be read or decoded."""
+
+
+class UnsafePickleError(InvalidInputError):
+    """A weights file asked to load something other than tensors (refused, never run).
+
+    Raised by the restricted reader of PyTorch weight files
+    (:class:`~transferkit.extractors.EfficientNetLite0Extractor`): a pickle that names
+    any code to call is refused before anything is called.
+    """
 
 
 class CacheError(TransferkitError):

@@ -35,13 +35,9 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from ..exceptions import InvalidInputError
+from ..exceptions import InvalidInputError, UnsafePickleError
 
 __all__ = ["UnsafePickleError", "is_torch_file", "load_legacy_torch_state_dict"]
-
-
-class UnsafePickleError(InvalidInputError):
-    """A weights file asked to load something other than tensors (refused, never run)."""
 
 
 #: The legacy ``torch.save`` magic number, the first pickle in such files.
