@@ -243,8 +243,9 @@ def test_second_writer_is_refused(tmp_path, vgg, images) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"labels": np.arange(5)}, exc.InvalidInputError, r"expected shape \(24,\), received"),
-        ({"labels": np.ones(24)}, exc.InvalidTypeError, "integers or strings"),
+        ({"labels": np.arange(5)}, exc.InvalidInputError, r"one label per image: expected 24"),
+        ({"labels": np.full(24, 0.5)}, exc.InvalidInputError, "integers or strings.*continuous"),
+        ({"labels": np.full((24, 3), 1 / 3)}, exc.InvalidInputError, r"not one-hot.*argmax"),
         ({"class_names": "abc"}, exc.InvalidTypeError, "`class_names` must be a list"),
         ({"batch_size": -1}, exc.InvalidInputError, "`batch_size`"),
     ],

@@ -32,7 +32,7 @@ def offline(monkeypatch):
         raise Exception("URL fetch failure: Name or service not known")
 
     monkeypatch.setattr(keras.utils, "get_file", no_network)
-    monkeypatch.setattr(datasets, "_download_with_keras", no_network)
+    monkeypatch.setattr(datasets.cifar10, "download_with_keras", no_network)
 
 
 @pytest.fixture

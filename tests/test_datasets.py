@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import transferkit
 from transferkit import datasets
 from transferkit.datasets import (
     CIFAR10_CLASSES,
@@ -27,6 +28,10 @@ from transferkit.datasets import (
     load_cifar10_sample,
     load_image_folder,
 )
+from transferkit.datasets import cifar10 as cifar10_module
+from transferkit.datasets import image_folder as image_folder_module
+from transferkit.datasets._archive import safe_extract_tar
+from transferkit.datasets.images import expand_image_paths, read_image_size, read_images
 from transferkit.exceptions import (
     DatasetNotFoundError,
     ImageReadError,
@@ -56,7 +61,7 @@ def isolated(monkeypatch, tmp_path):
     def no_download():
         raise AssertionError("the test tried to download CIFAR-10")
 
-    monkeypatch.setattr(datasets, "_download_with_keras", no_download)
+    monkeypatch.setattr(datasets.cifar10, "download_with_keras", no_download)
 
 
 def _images(n: int, seed: int) -> np.ndarray:
@@ -285,7 +290,7 @@ def test_image_tree_archive_is_extracted_once(tmp_path, monkeypatch):
     def fail(*args):
         raise AssertionError("extracted twice")
 
-    monkeypatch.setattr(datasets, "_safe_extract_tar", fail)
+    monkeypatch.setattr(cifar10_module, "safe_extract_tar", fail)
     (x2, _), _ = load_cifar10(archive)
     np.testing.assert_array_equal(x2, x_train)
 
@@ -370,7 +375,7 @@ def test_offline_download_error_says_where_to_put_the_file(tmp_path, monkeypatch
     def offline():
         raise Exception(f"URL fetch failure on {CIFAR10_URL}: None -- [Errno -3] no network")
 
-    monkeypatch.setattr(datasets, "_download_with_keras", offline)
+    monkeypatch.setattr(datasets.cifar10, "download_with_keras", offline)
     with pytest.raises(DatasetNotFoundError) as info:
         load_cifar10()
     message = str(info.value)
@@ -389,7 +394,7 @@ def test_download_false_never_downloads(tmp_path):
 def test_download_result_is_converted(monkeypatch):
     x = np.zeros((3, 32, 32, 3), np.uint8)
     y = np.array([[1], [2], [3]], np.uint8)
-    monkeypatch.setattr(datasets, "_download_with_keras", lambda: ((x, y), (x[:1], y[:1])))
+    monkeypatch.setattr(datasets.cifar10, "download_with_keras", lambda: ((x, y), (x[:1], y[:1])))
     (x_train, y_train), (x_test, y_test) = load_cifar10()
     assert x_train.shape == (3, 32, 32, 3) and x_test.shape == (1, 32, 32, 3)
     assert y_train.dtype == np.int64 and y_train.tolist() == [1, 2, 3]
@@ -472,12 +477,12 @@ def test_safe_extract_writes_only_inside(tmp_path):
     dest = tmp_path / "dest"
     dest.mkdir()
     with pytest.raises(InvalidInputError, match="Nothing was extracted"):
-        datasets._safe_extract_tar(_evil_archive(tmp_path / "e.tar", outside, "dotdot"), dest)
+        safe_extract_tar(_evil_archive(tmp_path / "e.tar", outside, "dotdot"), dest)
     assert list(dest.iterdir()) == [] and list(outside.iterdir()) == []
     good = tmp_path / "good.tar"
     with tarfile.open(good, "w") as tar:
         _add_bytes(tar, "a/b/c.txt", b"hello")
-    datasets._safe_extract_tar(good, dest)
+    safe_extract_tar(good, dest)
     assert (dest / "a" / "b" / "c.txt").read_bytes() == b"hello"
 
 
@@ -505,7 +510,7 @@ def test_sample_shapes_and_balance(sample):
 
 
 def test_sample_file_is_small_and_pickle_free():
-    path = Path(datasets.__file__).parent / "data" / "cifar10_sample.npz"
+    path = Path(transferkit.__file__).parent / "data" / "cifar10_sample.npz"
     assert path.stat().st_size < 3_000_000
     with np.load(path, allow_pickle=False) as npz:
         assert "Krizhevsky" in str(npz["description"])
@@ -713,7 +718,7 @@ def test_image_folder_refuses_sizes_beyond_memory(tmp_path, monkeypatch):
                                                 r"3\.0 TB.*one image.*than the"):
         load_image_folder(tmp_path / "ds", image_size=10**6)
     with monkeypatch.context() as patch:  # a machine with 1 MB of memory
-        patch.setattr(datasets, "memory_limit_bytes", lambda: 10**6)
+        patch.setattr(image_folder_module, "memory_limit_bytes", lambda: 10**6)
         with pytest.raises(InvalidInputError, match=r"`image_size` \(1000, 1000\) needs "
                                                     r"3\.0 MB.*one image.*1\.0 MB"):
             load_image_folder(tmp_path / "ds", image_size=1000)
@@ -785,8 +790,91 @@ def test_import_is_light():
         "import sys, transferkit.datasets; "
         "print(sorted(m for m in ('tensorflow', 'keras', 'PIL') if m in sys.modules))"
     )
-    repo = Path(datasets.__file__).resolve().parents[1]
+    repo = Path(transferkit.__file__).resolve().parents[1]
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=repo
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_fingerprint_is_pinned(tmp_path):
+    """The fingerprint is a stored format: the feature cache keys on it, so it must not drift.
+
+    The files are raw PPMs written byte by byte (no encoder involved); the digests are
+    those of transferkit 0.1.0. A deliberate change bumps the fingerprint version.
+    """
+    for label, name in enumerate(("b", "a")):
+        for i in range(2):
+            pixels = bytes((label * 50 + i * 7 + k) % 256 for k in range(2 * 3 * 3))
+            path = tmp_path / "ds" / name / f"{i}.ppm"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"P6\n3 2\n255\n" + pixels)
+    resized = load_image_folder(tmp_path / "ds", image_size=(4, 5), interpolation="nearest")
+    assert resized.fingerprint() == (
+        "32f7884924d3644066e767fa268b56d79eef4d0b05c281315afbda272b43e173"
+    )
+    native = load_image_folder(tmp_path / "ds", image_size=None)
+    assert native.fingerprint() == (
+        "17bf69287968372837762bb2c64b0c7459ef820cd364be342246db35dc5b9e4c"
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Image files (transferkit.datasets.images, also used by `transferkit predict`)
+# --------------------------------------------------------------------------------------
+
+
+def test_expand_image_paths_globs_folders_and_files(tmp_path):
+    _make_folder(tmp_path / "ds")
+    (tmp_path / "ds" / "dog" / "notes.txt").write_text("not an image")
+    one = tmp_path / "ds" / "cat" / "img_00.png"
+    files = expand_image_paths([str(one), str(tmp_path / "ds" / "cat"),
+                                str(tmp_path / "ds" / "d*" / "*.png")])
+    assert files == [one, tmp_path / "ds" / "cat" / "img_01.png"] + [
+        tmp_path / "ds" / "dog" / f"img_{i:02d}.png" for i in range(3)]  # each file once
+    everything = expand_image_paths([str(tmp_path / "ds")])
+    assert len(everything) == 9 and everything == sorted(everything)
+    with pytest.raises(InvalidInputError, match=r"No image files match '.*\*\.gif'"):
+        expand_image_paths([str(tmp_path / "ds" / "*.gif")])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InvalidInputError, match=r"The folder '.*empty' holds no image files"):
+        expand_image_paths([str(tmp_path / "empty")])
+    with pytest.raises(InvalidInputError, match=r"The image file '.*nope\.png' does not exist"):
+        expand_image_paths([str(tmp_path / "nope.png")])
+
+
+def test_read_images_decodes_like_the_image_folder(tmp_path):
+    """`transferkit predict` and load_image_folder give a file the same pixels."""
+    _make_folder(tmp_path / "ds")
+    _save(tmp_path / "ds" / "cat" / "gray.png", np.arange(120, dtype=np.uint8).reshape(12, 10))
+    ds = load_image_folder(tmp_path / "ds", image_size=(7, 5))
+    np.testing.assert_array_equal(read_images(ds.files, (7, 5)), ds.load()[0])
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(ImageReadError, match="broken.png"):
+        read_images([tmp_path / "broken.png"], (7, 5))
+
+
+def test_read_image_size_follows_the_exif_orientation(tmp_path):
+    image = Image.fromarray(np.zeros((30, 20, 3), np.uint8))  # 30 high, 20 wide
+    exif = image.getexif()
+    exif[0x0112] = 6  # displayed rotated by 90 degrees
+    image.save(tmp_path / "r.jpg", exif=exif.tobytes())
+    assert read_image_size(tmp_path / "r.jpg") == (20, 30)
+    (tmp_path / "x" / "c").mkdir(parents=True)
+    shutil.copy(tmp_path / "r.jpg", tmp_path / "x" / "c" / "r.jpg")
+    ds = load_image_folder(tmp_path / "x", image_size=None)
+    assert ds.shape == (1, 20, 30, 3) and ds[0].shape == (20, 30, 3)
+
+
+def test_public_api() -> None:
+    # (No other module reaching into datasets' private names: tests/test_architecture.py.)
+    assert sorted(datasets.__all__) == [
+        "CIFAR10_CLASSES", "CIFAR10_URL", "DATA_DIR_ENV", "IMAGE_EXTENSIONS", "INTERPOLATIONS",
+        "ImageFolderDataset", "ImageStream", "balanced_subset", "get_data_dir", "load_cifar10",
+        "load_cifar10_or_sample", "load_cifar10_sample", "load_image_folder",
+    ]
+    assert all(hasattr(datasets, name) for name in datasets.__all__)
+    assert issubclass(datasets._RefusedGlobalError, pickle.UnpicklingError)
+    from transferkit.cache import ImageStream
+
+    assert ImageStream is datasets.ImageStream  # the cache's public path stays

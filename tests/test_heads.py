@@ -50,7 +50,7 @@ from transferkit.exceptions import (
     NotFittedError,
     TransferkitError,
 )
-from transferkit.heads import DenseHead, SklearnHead, load_head
+from transferkit.heads import DenseHead, SklearnHead, _format, load_head
 
 N_FEATURES = 32
 
@@ -415,17 +415,17 @@ def test_load_sklearn_untrusted_type(data, tmp_path):
 
 
 def test_auto_trust_only_classes_of_sklearn_numpy_scipy():
-    assert heads_module._is_auto_trusted("sklearn.linear_model.LogisticRegression")
-    assert heads_module._is_auto_trusted("numpy.ndarray")
-    assert not heads_module._is_auto_trusted("numpy.load")  # a function
-    assert not heads_module._is_auto_trusted("numpy.f2py.__main__.main")
-    assert not heads_module._is_auto_trusted("os.system")
-    assert not heads_module._is_auto_trusted("sklearnx.Evil")
+    assert _format.is_auto_trusted("sklearn.linear_model.LogisticRegression")
+    assert _format.is_auto_trusted("numpy.ndarray")
+    assert not _format.is_auto_trusted("numpy.load")  # a function
+    assert not _format.is_auto_trusted("numpy.f2py.__main__.main")
+    assert not _format.is_auto_trusted("os.system")
+    assert not _format.is_auto_trusted("sklearnx.Evil")
 
 
 def test_save_load_sklearn_without_skops(fitted_sklearn, data, tmp_path, monkeypatch):
     _, _, Xt, _ = data
-    monkeypatch.setattr(heads_module, "_import_skops", lambda: None)
+    monkeypatch.setattr(_format, "import_skops", lambda: None)
     path = tmp_path / "pickled.tkhead"
     fitted_sklearn.save(path)
     with zipfile.ZipFile(path) as zf:
@@ -440,7 +440,7 @@ def test_load_skops_file_without_skops(fitted_sklearn, tmp_path, monkeypatch):
     pytest.importorskip("skops")
     path = tmp_path / "head.tkhead"
     fitted_sklearn.save(path)
-    monkeypatch.setattr(heads_module, "_import_skops", lambda: None)
+    monkeypatch.setattr(_format, "import_skops", lambda: None)
     with pytest.raises(InvalidInputError, match="pip install skops"):
         load_head(path)
 
@@ -460,7 +460,7 @@ def test_save_is_atomic(fitted_sklearn, fitted_dense, tmp_path, monkeypatch):
     def boom(fd):
         raise OSError("disk full")
 
-    monkeypatch.setattr(heads_module.os, "fsync", boom)
+    monkeypatch.setattr(os, "fsync", boom)
     with pytest.raises(OSError, match="disk full"):
         fitted_dense.save(path)
     assert path.read_bytes() == original
@@ -589,6 +589,84 @@ def test_load_one_hot_head_with_a_class_never_seen(data, tmp_path):
     np.testing.assert_allclose(loaded.predict_proba(X[:5]), head.predict_proba(X[:5]))
 
 
+def test_save_head_with_provenance_and_read_it_back(fitted_sklearn, data, tmp_path):
+    """What the command line uses instead of opening head files itself."""
+    from transferkit.heads import read_head_metadata, read_head_provenance, save_head
+
+    _, _, Xt, _ = data
+    path = tmp_path / "head.tkhead"
+    fitted_sklearn.save(path)
+    assert read_head_provenance(path) == {}
+    provenance = {"extractor": {"name": "vgg16"}, "split": "train", "where": tmp_path}
+    save_head(fitted_sklearn, path, provenance=provenance)
+    with zipfile.ZipFile(path) as zf:
+        assert zf.namelist()[0] == "meta.json" and "provenance.json" in zf.namelist()
+    assert read_head_provenance(path) == {**provenance, "where": str(tmp_path)}  # str()
+    meta = read_head_metadata(path)
+    assert meta["class"] == "SklearnHead" and meta["format_version"] == 1
+    np.testing.assert_array_equal(load_head(path).predict(Xt), fitted_sklearn.predict(Xt))
+    assert os.listdir(tmp_path) == ["head.tkhead"]
+
+
+def test_save_head_with_provenance_is_atomic(fitted_sklearn, fitted_dense, tmp_path,
+                                             monkeypatch):
+    from transferkit.heads import save_head
+
+    path = tmp_path / "head.tkhead"
+    save_head(fitted_sklearn, path, provenance={"a": 1})
+    original = path.read_bytes()
+
+    def boom(fd):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "fsync", boom)
+    with pytest.raises(OSError, match="disk full"):
+        save_head(fitted_dense, path, provenance={"b": 2})
+    assert path.read_bytes() == original
+    assert os.listdir(tmp_path) == ["head.tkhead"]
+
+
+def test_save_head_and_read_metadata_errors(fitted_sklearn, tmp_path):
+    from transferkit.heads import read_head_metadata, read_head_provenance, save_head
+
+    with pytest.raises(InvalidTypeError, match=r"`provenance` must be a dict.*\[1\]"):
+        save_head(fitted_sklearn, tmp_path / "h.tkhead", provenance=[1])
+    with pytest.raises(InvalidTypeError, match=r"`head` must be a DenseHead or a SklearnHead"):
+        save_head(LogisticRegression(), tmp_path / "h.tkhead")
+    with pytest.raises(NotFittedError, match=r"`save`"):
+        save_head(SklearnHead(), tmp_path / "h.tkhead")
+    assert not os.listdir(tmp_path)
+    with pytest.raises(InvalidInputError, match=r"`path`.*no such file"):
+        read_head_metadata(tmp_path / "missing.tkhead")
+    (tmp_path / "text.tkhead").write_text("hello")
+    with pytest.raises(InvalidInputError, match="not a readable zip"):
+        read_head_provenance(tmp_path / "text.tkhead")
+    good = tmp_path / "good.tkhead"
+    fitted_sklearn.save(good)
+    for member, data, match in (
+        ("meta.json", json.dumps({"format": "other"}), "must be a transferkit head file"),
+        ("meta.json", None, "meta.json"),
+        ("provenance.json", b"[1, 2]", r"JSON object in provenance\.json"),
+    ):
+        bad = tmp_path / "bad.tkhead"
+        _rewrite(good, bad, {member: data})
+        if member == "provenance.json":
+            with zipfile.ZipFile(bad, "a") as zf:
+                zf.writestr(member, data)
+        read = read_head_provenance if member == "provenance.json" else read_head_metadata
+        with pytest.raises(InvalidInputError, match=match):
+            read(bad)
+
+
+@pytest.mark.parametrize("head_name", ["fitted_dense", "fitted_sklearn"])
+def test_pickles_name_the_public_class_path(head_name, request):
+    """Pickles made before the heads became a package name ``transferkit.heads.X``."""
+    head = request.getfixturevalue(head_name)
+    assert type(head).__module__ == "transferkit.heads"
+    assert b"transferkit.heads\x94" in pickle.dumps(head)
+    assert b"transferkit.heads.dense" not in pickle.dumps(head)
+
+
 # --------------------------------------------------------------------------- errors
 
 
@@ -602,7 +680,8 @@ def test_input_errors(make_head, data):
     X_nan[3, 4] = np.nan
     with pytest.raises(InvalidInputError, match=r"`X`.*NaN"):
         head.fit(X_nan, y)
-    with pytest.raises(InvalidInputError, match=r"`y`.*expected 300 labels.*received 299"):
+    with pytest.raises(InvalidInputError,
+                       match=r"`y` must have one label per row of `X`: expected 300, received 299"):
         head.fit(X, y[:-1])
     with pytest.raises(InvalidInputError, match=r"`y` must contain at least 2 classes"):
         head.fit(X, np.zeros(len(X), dtype=int))
@@ -610,6 +689,10 @@ def test_input_errors(make_head, data):
         head.fit(X, np.linspace(0, 1, len(X)))
     with pytest.raises(InvalidInputError, match=r"`y`.*not one-hot"):
         head.fit(X, np.stack([y, y], axis=1))
+    soft = np.full((len(y), 3), 0.1)
+    soft[np.arange(len(y)), y] = 0.8
+    with pytest.raises(InvalidInputError, match=r"`y`.*not one-hot.*y\.argmax\(axis=1\)"):
+        head.fit(X, soft)
     with pytest.raises(InvalidInputError, match=r"requires y to be passed"):
         head.fit(X, None)
 
@@ -636,6 +719,10 @@ def test_score_refuses_unseen_classes_and_bad_lengths(head_name, data, request):
         head.score(Xt, yt[:-1])
     onehot = np.eye(len(head.classes_))[np.searchsorted(head.classes_, yt)]
     assert head.score(Xt, onehot) == head.score(Xt, yt)
+    with pytest.raises(InvalidInputError, match=r"`y`.*not one-hot.*argmax"):
+        head.score(Xt, 0.9 * onehot + 0.1 / len(head.classes_))  # label-smoothed
+    with pytest.raises(InvalidInputError, match=r"one column per fitted class"):
+        head.score(Xt, np.eye(len(head.classes_) + 1)[np.searchsorted(head.classes_, yt)])
 
 
 @pytest.mark.parametrize("head", [DenseHead(), SklearnHead()], ids=["dense", "sklearn"])

@@ -21,7 +21,8 @@ from transferkit import (
     VGG16Extractor,
 )
 from transferkit import exceptions as exc
-from transferkit._pipeline import BackgroundWriter, ImageStream, prefetch
+from transferkit._pipeline import BackgroundWriter, prefetch
+from transferkit.cache import ImageStream
 from transferkit.cache._locks import FileLock
 
 TESTS = Path(__file__).resolve().parent

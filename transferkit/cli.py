@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import glob
 import inspect
 import json
 import math
@@ -34,7 +33,6 @@ import re
 import sys
 import textwrap
 import time
-import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -80,7 +78,6 @@ _HEAD_OPTIONS = {
     "trees": ("random-forest",),
 }
 _PROVENANCE_ATTR = "provenance"  # JSON attribute the CLI adds to the cache entries it writes
-_HEAD_PROVENANCE = "provenance.json"  # member the CLI adds to the head files it writes
 
 
 class _UsageError(Exception):
@@ -674,7 +671,7 @@ def _build_extractor(
                           f"the {name!r} extractor")
     extractor = create_extractor(name, **params)
     with _options_checked(list(given)):  # a missing weights file stays exit code 1
-        extractor._validate_params()
+        extractor.check_params()
     return extractor, {"name": name, "params": params, "cnn": None}
 
 
@@ -847,37 +844,27 @@ def _check_neighbors(args: argparse.Namespace, n_samples: int, where: str) -> No
 
 def _save_head(head: Any, path: Path, provenance: dict[str, Any]) -> None:
     """``head.save(path)`` plus a ``provenance.json`` member (how to make its features)."""
-    import tempfile
+    from .heads import save_head
 
-    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        head.save(tmp)
-        with zipfile.ZipFile(tmp, "a") as zf:
-            zf.writestr(_HEAD_PROVENANCE, json.dumps(provenance, indent=2, default=str))
-        os.replace(tmp, path)
+        save_head(head, path, provenance=provenance)  # one atomic write, provenance included
     except OSError as exc:  # a full disk...: name the head file, not the temporary one
         raise OSError(exc.errno, f"could not write the head file {str(path)!r} (--output): "
                                  f"{exc.strerror or exc}") from exc
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _head_file_info(path: Path) -> tuple[str | None, dict[str, Any]]:
     """The class stored in a head file and the provenance the CLI added (if any)."""
+    from .exceptions import TransferkitError
+    from .heads import read_head_metadata, read_head_provenance
+
     try:
-        with zipfile.ZipFile(path) as zf:
-            names = set(zf.namelist())
-            meta = json.loads(zf.read("meta.json")) if "meta.json" in names else {}
-            prov = json.loads(zf.read(_HEAD_PROVENANCE)) if _HEAD_PROVENANCE in names else {}
-    except (OSError, zipfile.BadZipFile, ValueError):
+        kind = read_head_metadata(path)["class"]
+        prov = read_head_provenance(path)
+    except (OSError, TransferkitError):
         return None, {}  # load_head reports what is wrong
-    return (meta.get("class") if isinstance(meta, dict) else None), (
-        prov if isinstance(prov, dict) else {}
-    )
+    return (kind if isinstance(kind, str) else None), prov
 
 
 def _load_head(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
@@ -1222,12 +1209,12 @@ def _train_cnn(args: argparse.Namespace) -> int:
     if args.early_stopping:
         params["early_stopping"] = True
     if args.preset is not None:
-        if "preset" not in CifarCNN._get_param_names():
+        if "preset" not in CifarCNN().get_params():
             raise _UsageError("--preset: this version of CifarCNN has no presets")
         params["preset"] = args.preset
     model = CifarCNN(**params)
     with _options_checked(list(_PARAM_OPTIONS)):  # before loading data and training
-        model._validate_params()
+        model.check_params()
     (x_train, y_train), (x_test, y_test), source = load_cifar10_or_sample(args.data)
     x_train, y_train = balanced_subset(x_train, y_train, args.train_size)
     x_test, y_test = balanced_subset(x_test, y_test, args.test_size)
@@ -1259,46 +1246,6 @@ def _train_cnn(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-_GLOB_CHARS = frozenset("*?[")
-
-
-def _expand_images(patterns: Sequence[str]) -> list[Path]:
-    from .datasets import IMAGE_EXTENSIONS, _list_images
-    from .exceptions import InvalidInputError
-
-    files: list[Path] = []
-    for pattern in patterns:
-        expanded = os.path.expanduser(pattern)
-        if _GLOB_CHARS & set(expanded):
-            matches = sorted(glob.glob(expanded, recursive=True))
-            matches = [m for m in matches if Path(m).is_file()]
-            if not matches:
-                raise InvalidInputError(f"No image files match {pattern!r}.")
-            files.extend(Path(m) for m in matches)
-        elif Path(expanded).is_dir():  # at any depth, through symlinked folders too
-            found = sorted(_list_images(Path(expanded), tuple(IMAGE_EXTENSIONS)))
-            if not found:
-                raise InvalidInputError(f"The folder {pattern!r} holds no image files.")
-            files.extend(found)
-        elif Path(expanded).is_file():
-            files.append(Path(expanded))
-        else:
-            raise InvalidInputError(f"The image file {pattern!r} does not exist.")
-    return list(dict.fromkeys(files))
-
-
-def _read_images(files: Sequence[Path], size: tuple[int, int]) -> Any:
-    import numpy as np
-
-    from .datasets import _read_image, _resample_filter
-
-    resample = _resample_filter("bilinear")
-    out = np.empty((len(files), size[0], size[1], 3), dtype=np.uint8)
-    for i, file in enumerate(files):
-        out[i] = _read_image(file, size, resample)
-    return out
-
-
 def _softmax(scores: Any) -> Any:
     import numpy as np
 
@@ -1313,12 +1260,13 @@ def _softmax(scores: Any) -> Any:
 def _predict(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from .datasets.images import expand_image_paths, read_images
     from .exceptions import InvalidInputError
 
     if (args.cnn is None) == (args.head is None):
         raise _UsageError("pass either --cnn PATH.keras or --head PATH (with its extractor)")
     plot = _png_output("--plot", args.plot)
-    files = _expand_images(args.images)
+    files = expand_image_paths(args.images)
     mode = _progress_mode(args)
     if args.cnn is not None:
         if args.extractor or any(v is not None for v in (args.weights, args.layer, args.pooling,
@@ -1333,7 +1281,7 @@ def _predict(args: argparse.Namespace) -> int:
         if args.image_size is not None and (args.image_size, args.image_size) != size:
             raise _UsageError(f"--image-size: this CNN takes {size[0]}x{size[1]} images")
         _check_read_memory("--image-size", size, len(files))  # type: ignore[arg-type]
-        images = _read_images(files, size)  # type: ignore[arg-type]
+        images = read_images(files, size)  # type: ignore[arg-type]
         probs = model.predict_proba(images)
         classes = [str(c) for c in model.classes_.tolist()]
         what = f"CifarCNN {args.cnn}"
@@ -1371,7 +1319,7 @@ def _predict(args: argparse.Namespace) -> int:
         _check_read_memory(size_option, size, len(files))  # type: ignore[arg-type]
         _check_extraction_memory(extractor, size, batch=args.batch_size,  # type: ignore[arg-type]
                                  option="--input-size", read_option=size_option)
-        images = _read_images(files, size)  # type: ignore[arg-type]
+        images = read_images(files, size)  # type: ignore[arg-type]
         wrapped = _ProgressExtractor(extractor, desc="extracting", mode=mode)
         feats = np.concatenate([f for _, f in wrapped.iter_features(images)], axis=0)
         if hasattr(head, "predict_proba"):
@@ -1439,7 +1387,7 @@ def _demo(args: argparse.Namespace) -> int:
         weights=weights, pooling="avg", input_size=args.input_size, batch_size=args.batch_size
     )
     with _options_checked(["input_size", "batch_size"]):
-        extractor._validate_params()
+        extractor.check_params()
     _check_extraction_memory(extractor, (32, 32), batch=args.batch_size, option="--input-size")
     t_start = time.perf_counter()
     _print("transferkit demo: ImageNet features + a quick classifier on CIFAR-10")

@@ -3,9 +3,12 @@
 :class:`Progress` counts work done towards a total and shows the count, the rate and
 the time left on a stream (standard error by default):
 
-* on a terminal (``mode="bar"``), one line redrawn in place with a carriage return::
+* on a terminal (``mode="bar"``), a :mod:`rich.progress` display redrawn in place (the
+  description, a bar, the percentage, the count, the rate, the time spent, the time
+  left and the postfix), left in place at the end with the summary line below it::
 
-    extracting  45%|███████████▎             | 450/1000 images [00:12<00:15, 36.2 images/s]
+    extracting ━━━━━━━━━━━╸━━━━━━━━━━━━━━  45%  450/1000 images 36.2 images/s 00:12 00:15 left
+    extracting: done, 1000 images in 00:27 (36.9 images/s)
 
 * elsewhere (``mode="lines"``: a log file, CI, a pipe), a plain line every
   ``line_every`` percent (and at least every ``line_interval`` seconds), then a final
@@ -24,8 +27,11 @@ terminal and ``lines`` when it is not.
 bar per epoch on a terminal, one line per epoch elsewhere, each with the metrics,
 the rate and the time left for the whole training.
 
-This module uses only the standard library; Keras is imported by
-:func:`keras_callback` alone.
+The terminal drawing is Rich's (a dependency of Keras), imported only when a bar is
+shown; the counting, the rate and time left (averaged since the start, so that they
+exist even when updates are minutes apart, as with Dask shards, which Rich's 30-second
+window does not give), the log lines and the Keras callback are this module's own.
+Keras is imported by :func:`keras_callback` alone.
 
 Examples
 --------
@@ -40,9 +46,10 @@ True
 
 from __future__ import annotations
 
+import atexit
+import functools
 import math
 import os
-import shutil
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -58,9 +65,6 @@ MODES: tuple[str, ...] = ("auto", "bar", "lines", "off")
 
 #: Environment variable that ``mode="auto"`` obeys (``bar``, ``lines`` or ``off``).
 PROGRESS_ENV = "TRANSFERKIT_PROGRESS"
-
-_BAR_CHARS = " ▏▎▍▌▋▊▉█"
-
 
 def format_duration(seconds: float | None) -> str:
     """``MM:SS`` (or ``H:MM:SS`` from one hour on); ``--:--`` when unknown.
@@ -169,7 +173,9 @@ class Progress:
         In ``"lines"`` mode, the most seconds between two lines (and, with an
         unknown total, the time between lines).
     min_interval : float, default=0.1
-        In ``"bar"`` mode, the least seconds between two redraws.
+        In ``"bar"`` mode, the least seconds between two redraws prompted by updates
+        (between updates the display redraws itself as often, at most ten times a
+        second, so that the times keep moving).
     clock : callable, optional
         Returns the time in seconds (default :func:`time.monotonic`); for tests.
 
@@ -232,7 +238,7 @@ class Progress:
         self._last_draw = -math.inf
         self._last_line_time = self._start
         self._next_line_pct = self._following_step(self._percent() or 0.0)
-        self._width = 0
+        self._rich: Any = None  # the rich.progress.Progress of "bar" mode, once shown
         self.closed = False
 
     # ------------------------------------------------------------------ numbers
@@ -280,9 +286,10 @@ class Progress:
             return
         now = self._clock()
         if self.mode == "bar":
-            if now - self._last_draw >= self.min_interval or n == self.total:
-                self._draw()
+            redraw = now - self._last_draw >= self.min_interval or n == self.total
+            if redraw:
                 self._last_draw = now
+            self._show(completed=n, refresh=redraw)
             return
         pct = self._percent()
         due = now - self._last_line_time >= self.line_interval > 0
@@ -297,6 +304,8 @@ class Progress:
     def set_postfix(self, text: str) -> None:
         """Text shown after the numbers (e.g. ``"loss 0.42"``)."""
         self.postfix = str(text)
+        if self._rich is not None:
+            self._show(postfix=self.postfix)
 
     # ------------------------------------------------------------------ text
     def status(self) -> str:
@@ -313,39 +322,31 @@ class Progress:
             )
         return f"{text}, {self.postfix}" if self.postfix else text
 
-    def bar_text(self, width: int | None = None) -> str:
-        """The progress as a bar line fitting ``width`` columns (what ``"bar"`` mode draws)."""
-        if width is None:
-            width = shutil.get_terminal_size((80, 20)).columns
-        unit = _plural(self.unit)
-        rate = _format_rate(self.rate, self.unit)
-        post = f", {self.postfix}" if self.postfix else ""
-        if self.total is None:
-            text = f"{self.desc} {self.n} {unit} [{format_duration(self.elapsed)}, {rate}{post}]"
-            return text.strip()[: max(width - 1, 1)]
-        pct = self._percent() or 0.0
-        left = f"{self.desc} {pct:3.0f}%|".lstrip()
-        right = (
-            f"| {self.n}/{self.total} {unit} "
-            f"[{format_duration(self.elapsed)}<{format_duration(self.eta)}, {rate}{post}]"
-        )
-        room = width - 1 - len(left) - len(right)
-        if room < 5:
-            return (left.rstrip("|") + right[1:])[: max(width - 1, 1)]
-        room = min(room, 40)
-        filled = room * pct / 100.0
-        full = int(filled)
-        partial = int((filled - full) * (len(_BAR_CHARS) - 1))
-        bar = "█" * full
-        if full < room:
-            bar += _BAR_CHARS[partial] + " " * (room - full - 1)
-        return left + bar + right
+    # ------------------------------------------------------------------ bar (rich)
+    _transient = False  # True: the bar is erased on close (keras_callback's epoch bars)
 
-    def _draw(self) -> None:
-        text = self.bar_text()
-        pad = " " * max(0, self._width - len(text))
-        self._write("\r" + text + pad)
-        self._width = len(text)
+    def _show(self, **changes: Any) -> None:
+        """Start the rich display if need be, then pass ``changes`` to its task."""
+        try:
+            if self._rich is None:
+                self._rich = _rich_display(self)
+                atexit.register(self._stop_display)  # e.g. a Keras fit interrupted
+            if changes:
+                self._rich.update(self._rich.task_ids[0], **changes)
+        except ImportError:  # no Rich (Keras brings it): plain lines will do
+            self.mode = "lines"
+        except (OSError, ValueError):  # a closed or broken stream: progress is optional
+            self._stop_display()
+            self.mode = "off"
+
+    def _stop_display(self) -> None:
+        display, self._rich = self._rich, None
+        if display is not None:
+            atexit.unregister(self._stop_display)
+            try:
+                display.stop()
+            except (OSError, ValueError):
+                self.mode = "off"
 
     def _write(self, text: str) -> None:
         try:
@@ -364,11 +365,15 @@ class Progress:
         Parameters
         ----------
         message : str, optional
-            Final text replacing the bar (``"bar"``) or printed as the last line
-            (``"lines"``); by default a summary of the work done, its time and rate.
+            Final line, printed below the bar (left as it ends, ``"bar"``) or after
+            the other lines (``"lines"``); by default a summary of the work done, its
+            time and rate.
         """
         if self.closed:
             return
+        if self.mode == "bar":
+            self._show(completed=self.n, postfix=self.postfix)  # the final state
+            self._stop_display()
         self.closed = True
         if self.mode == "off":
             return
@@ -381,13 +386,11 @@ class Progress:
                 f"{head}done, {self.n} {_plural(self.unit)}{resumed} in "
                 f"{format_duration(self.elapsed)}{rate}"
             )
-        if self.mode == "bar":
-            pad = " " * max(0, self._width - len(message))
-            self._write("\r" + message + pad + "\n")
-        else:
-            self._write_line(message)
+        self._write_line(message)
 
     def __enter__(self) -> Progress:
+        if self.mode == "bar" and not self.closed:
+            self._show()  # the bar appears at once, at its initial count
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
@@ -405,6 +408,64 @@ class Progress:
         )
 
 
+# --------------------------------------------------------------------------- Rich
+
+
+@functools.cache
+def _computed_column() -> type:
+    from rich.progress import ProgressColumn
+    from rich.table import Column
+    from rich.text import Text
+
+    class Computed(ProgressColumn):
+        """A column whose text a function gives at each redraw."""
+
+        def __init__(self, text: Callable[[], str], style: str) -> None:
+            super().__init__(Column(no_wrap=True))
+            self.text, self.style = text, style
+
+        def render(self, task: Any) -> Text:
+            return Text(self.text(), style=self.style)
+
+    return Computed
+
+
+def _rich_display(bar: Progress) -> Any:
+    """Start a ``rich.progress.Progress`` showing ``bar`` on ``bar.stream``; returns it."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, TaskProgressColumn, TextColumn
+    from rich.progress import Progress as RichProgress
+    from rich.table import Column
+
+    computed = _computed_column()
+    display = RichProgress(
+        TextColumn("{task.description}", markup=False),
+        BarColumn(bar_width=None),  # the bar takes the room the other columns leave
+        TaskProgressColumn(),
+        MofNCompleteColumn(table_column=Column(no_wrap=True)),
+        TextColumn("{task.fields[unit]}", markup=False),
+        # Rate and times from `bar`: the same numbers as the log lines and the summary.
+        computed(lambda: _format_rate(bar.rate, bar.unit), "progress.data.speed"),
+        computed(lambda: format_duration(bar.elapsed), "progress.elapsed"),
+        computed(
+            lambda: "" if bar.total is None else f"{format_duration(bar.eta)} left",
+            "progress.remaining",
+        ),
+        TextColumn("{task.fields[postfix]}", markup=False),
+        console=Console(file=bar.stream),
+        refresh_per_second=1 / max(bar.min_interval, 0.1),
+        transient=bar._transient,
+        redirect_stdout=False,  # results on standard output must stay there
+        redirect_stderr=False,
+        get_time=bar._clock,
+    )
+    display.add_task(
+        bar.desc, total=bar.total, completed=bar.n, unit=_plural(bar.unit), postfix=bar.postfix
+    )
+    display.start()
+    return display
+
+
 # --------------------------------------------------------------------------- Keras
 
 
@@ -419,6 +480,12 @@ def _format_logs(logs: Mapping[str, Any] | None) -> str:
             continue
         parts.append(f"{key} {number:.4f}")
     return ", ".join(parts)
+
+
+class _EpochProgress(Progress):
+    """An epoch's bar, erased at the end of the epoch for the epoch's line."""
+
+    _transient = True
 
 
 _KERAS_CLASS: type | None = None
@@ -463,7 +530,7 @@ def _keras_class() -> type:
             steps = (self.params or {}).get("steps")
             epochs = self._epochs()
             label = f"epoch {epoch + 1}/{epochs}" if epochs else f"epoch {epoch + 1}"
-            self._bar = Progress(
+            self._bar = _EpochProgress(
                 int(steps) if steps else None,
                 desc=f"{self.desc} {label}".strip(),
                 unit="batch",

@@ -53,7 +53,7 @@ shard files, each checked first: a missing or damaged shard raises
 
 from __future__ import annotations
 
-from .._pipeline import ImageStream
+from ..datasets.stream import ImageStream
 from ._core import FeatureCache
 from ._format import FORMAT_VERSION, CacheEntry
 from ._rows import LazyFeatures

@@ -16,8 +16,9 @@ import h5py
 import numpy as np
 
 from .._hashing import hash_json
+from .._labels import check_labels as shared_check_labels
 from .._validation import describe
-from ..exceptions import InvalidInputError, InvalidTypeError
+from ..exceptions import InvalidTypeError
 
 __all__ = [
     "check_labels",
@@ -46,33 +47,27 @@ def extractor_fingerprint(extractor: Any) -> str:
 
 def default_batch_size(extractor: Any, batch_size: int | None) -> int:
     """The batch size an extraction uses: ``batch_size``, else the extractor's, else 64."""
-    own = getattr(extractor, "default_batch_size", None)
-    if not callable(own):  # extractors written before default_batch_size() existed
-        own = getattr(extractor, "_effective_batch_size", None)
+    own = getattr(extractor, "default_batch_size", None)  # BaseExtractor's
     return int(batch_size or (own() if callable(own) else None)
                or getattr(extractor, "batch_size", None) or 64)
 
 
 def check_labels(labels: Any, n: int) -> np.ndarray | None:
-    """Labels as stored: ``(n,)`` int64 or strings; one-hot rows become class indices."""
+    """Labels as stored: ``(n,)`` int64 or strings (the rules of :mod:`transferkit._labels`).
+
+    One-hot rows become class indices; soft (probability) rows are refused, as the heads
+    and CifarCNN refuse them, so labels the cache stores always train a head.
+    """
     if labels is None:
         return None
-    arr = np.asarray(labels)
-    if arr.ndim == 2 and arr.shape[1] > 1:  # one-hot rows
-        arr = np.argmax(arr, axis=1)
-    arr = arr.reshape(-1) if arr.ndim == 2 else arr
-    if arr.ndim != 1 or len(arr) != n:
-        raise InvalidInputError(
-            f"`labels` must have one label per image: expected shape ({n},), received "
-            f"{np.asarray(labels).shape}."
-        )
+    arr = shared_check_labels(labels, n, name="labels", per="image")
     if arr.dtype.kind in "US":
         return arr.astype(h5py.string_dtype() if arr.dtype.kind == "U" else arr.dtype)
-    if arr.dtype.kind not in "iub":
+    if arr.dtype.kind not in "iubf":
         raise InvalidTypeError(
             f"`labels` must be integers or strings; received dtype {arr.dtype}."
         )
-    return arr.astype(np.int64)
+    return arr.astype(np.int64)  # integral floats (1.0) too: the rules refuse others
 
 
 def resolve_labels(

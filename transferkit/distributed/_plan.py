@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from .._atomic import atomic_write_text
 from .._hashing import hash_images
 from .._validation import check_images, check_positive_int, describe
 from ..cache import FeatureCache, _shards
@@ -173,10 +174,7 @@ def _save_plan(plan: ShardPlan) -> None:
         "batch_size": plan.batch_size, "n_shards": plan.n_shards,
         "shards": [[s.start, s.stop] for s in plan.shards],
     }
-    target = plan.directory / _shards.PLAN_FILE
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(record, indent=1))
-    os.replace(tmp, target)
+    atomic_write_text(plan.directory / _shards.PLAN_FILE, json.dumps(record, indent=1))
 
 
 def check_cache(cache: Any) -> FeatureCache:

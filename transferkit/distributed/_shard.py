@@ -158,11 +158,7 @@ def shard_payload(
     if isinstance(images, h5py.Dataset):
         return _H5Source(images.file.filename, images.name, images.shape, images.dtype), start, stop
     if isinstance(images, ImageFolderDataset):
-        part = copy.copy(images)
-        part._native_size = images._target_size()  # the size of the whole folder's first image
-        part.files = images.files[start:stop]
-        part.labels = images.labels[start:stop]
-        return part, 0, stop - start
+        return images.subset(start, stop), 0, stop - start  # the whole folder's image size
     if callable(getattr(images, "iter_batches", None)):
         part = copy.copy(images)
         with contextlib.suppress(AttributeError):

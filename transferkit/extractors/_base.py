@@ -174,6 +174,23 @@ class BaseExtractor(TransformerMixin, BaseEstimator):
         return image_size
 
     # ------------------------------------------------------------------ public API
+    def check_params(self) -> BaseExtractor:
+        """Check the parameters now, as ``fit`` and ``transform`` do, without running.
+
+        Raises the same clear errors (naming the parameter) that a later call would;
+        useful before a long job starts, e.g. in the command line.
+
+        Returns
+        -------
+        self
+        """
+        self._validate_params()
+        return self
+
+    def default_batch_size(self) -> int:
+        """Images per forward pass when the caller does not say (the cache uses it)."""
+        return self._effective_batch_size()
+
     def fit(self, X: Any = None, y: Any = None) -> BaseExtractor:
         """Check the parameters; a frozen extractor learns nothing.
 

@@ -15,7 +15,9 @@ import numpy as np
 from sklearn.base import ClassifierMixin
 
 from .. import __version__
+from .._atomic import atomic_path
 from .._hashing import hash_arrays
+from .._labels import encode_labels, labels_to_indices
 from .._lazy import import_keras
 from .._strategy import (
     check_strategy,
@@ -34,63 +36,20 @@ from .._validation import (
 )
 from ..exceptions import InvalidInputError, InvalidTypeError
 from ._base import BaseExtractor
+from ._cifar_model import build_cifar_model, compile_cifar_model
 from ._registry import register_extractor
 from ._time_budget import TimeBudget
 from ._training import (
     OneCycle,
     alternating_flip_callback,
-    channel_stats,
     lookahead_callback,
-    patch_whitening_kernel,
 )
 
+# ``encode_labels`` (transferkit._labels: the label rules of every estimator) stays
+# importable from here, where it was defined until the heads shared it.
 __all__ = ["CifarCNN", "OneCycle", "PRESETS", "encode_labels"]
 
 _META_NAME = "transferkit.json"
-
-
-def encode_labels(y: Any, n_samples: int, *, name: str = "y") -> tuple[np.ndarray, np.ndarray]:
-    """Turn integer/string labels or one-hot rows into ``(classes, indices)``.
-
-    Parameters
-    ----------
-    y : array-like of shape (n,) or (n, n_classes)
-        Labels, or one-hot (or probability) rows.
-    n_samples : int
-        Number of images the labels must match.
-    name : str
-        Argument name for error messages.
-    """
-    if y is None:
-        raise InvalidInputError(f"`{name}` is required: pass one label per image.")
-    y = np.asarray(y)
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    if y.ndim == 2:
-        if y.shape[0] != n_samples:
-            raise InvalidInputError(
-                f"`{name}` must have one row per image ({n_samples}); received {y.shape[0]}."
-            )
-        if not np.issubdtype(y.dtype, np.number) or not np.isfinite(y).all():
-            raise InvalidInputError(f"one-hot `{name}` must be finite numbers; got {y.dtype}.")
-        return np.arange(y.shape[1]), np.argmax(y, axis=1).astype(np.int64)
-    if y.ndim != 1:
-        raise InvalidInputError(
-            f"`{name}` must be 1-D labels or 2-D one-hot rows; received shape {y.shape}."
-        )
-    if len(y) != n_samples:
-        raise InvalidInputError(
-            f"`{name}` must have one label per image: expected {n_samples}, received {len(y)}."
-        )
-    if y.dtype.kind == "f" and not np.isfinite(y).all():
-        raise InvalidInputError(f"`{name}` contains NaN or infinite labels.")
-    classes, idx = np.unique(y, return_inverse=True)
-    if len(classes) < 2:
-        raise InvalidInputError(
-            f"`{name}` must contain at least 2 classes to train a classifier; received "
-            f"{len(classes)} class: {classes.tolist()}."
-        )
-    return classes, idx.astype(np.int64)
 
 
 #: Training recipes. ``None`` parameters of :class:`CifarCNN` take their preset's value.
@@ -120,11 +79,6 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 _AUGMENTATIONS = ("flip", "alternating_flip", "zoom", "brightness", "translate")
-_LOGIT_SCALE = 1.0 / 9.0
-_BN_MOMENTUM = 0.6  # fast preset: short schedules need running statistics that keep up
-_SGD_MOMENTUM = 0.85
-_TRANSLATE = 0.0625  # 2 pixels of a 32-pixel side
-_WHITEN_SAMPLES = 5000
 #: Under a time budget, the fast preset halves its widths if fewer epochs fit.
 _MAX_BUDGET_EPOCHS = 100  # with a time budget and no explicit `epochs`
 _MIN_EPOCHS_FULL_WIDTH = 6
@@ -437,116 +391,16 @@ class CifarCNN(ClassifierMixin, BaseExtractor):
         self, image_shape: tuple[int, ...], n_classes: int, images: np.ndarray,
         *, conv_filters: tuple[int, ...] | None = None,
     ) -> Any:
-        keras = import_keras()
-        from ._layers import AlternatingFlip, DiracUniform, PerImageStandardization
-
-        r = self.resolved_params()
-        if conv_filters is not None:
-            r["conv_filters"] = conv_filters
-        seed = self.random_state
-
-        def s(offset: int) -> int | None:
-            return None if seed is None else int(seed) + offset
-
-        init = keras.initializers.GlorotUniform
-        inputs = keras.Input(shape=image_shape, name="images")
-        x = inputs
-        layers = {
-            "flip": lambda i: keras.layers.RandomFlip("horizontal", seed=s(500 + i)),
-            "alternating_flip": lambda i: AlternatingFlip(name="alternating_flip"),
-            "zoom": lambda i: keras.layers.RandomZoom(0.1, seed=s(500 + i)),
-            "brightness": lambda i: keras.layers.RandomBrightness(
-                0.2, value_range=(0, 255), seed=s(500 + i)),
-            "translate": lambda i: keras.layers.RandomTranslation(
-                _TRANSLATE, _TRANSLATE, fill_mode="reflect", seed=s(500 + i)),
-        }
-        for i, name in enumerate(r["augment"]):  # active in training only
-            x = layers[name](i)(x)
-        if r["standardize"] == "per_image":
-            standardize = PerImageStandardization(name="standardize")
-        elif r["standardize"] == "dataset":
-            mean, var = channel_stats(images)
-            self.mean_, self.std_ = mean, np.sqrt(var)
-            standardize = keras.layers.Normalization(mean=mean, variance=var, name="standardize")
-        else:
-            standardize = keras.layers.Rescaling(1.0 / 255, name="standardize")
-        x = standardize(x)
-        if r["architecture"] == "talk":
-            for i, filters in enumerate(r["conv_filters"], start=1):
-                x = keras.layers.Conv2D(
-                    int(filters), int(r["kernel_size"]), padding="same", activation="relu",
-                    kernel_initializer=init(seed=s(i)), name=f"conv{i}",
-                )(x)
-                x = keras.layers.MaxPooling2D(2, name=f"pool{i}")(x)
-            x = keras.layers.Flatten(name="flatten")(x)
-            last = len(r["dense_units"])
-            for i, units in enumerate(r["dense_units"], start=1):
-                x = keras.layers.Dense(
-                    int(units), activation="relu", kernel_initializer=init(seed=s(100 + i)),
-                    name="features" if i == last else f"dense{i}",
-                )(x)
-        else:
-            def conv_bn(x: Any, filters: int, name: str, seed: int, pool: bool = False) -> Any:
-                # Identity-initialised kernels: each block starts close to a residual one.
-                x = keras.layers.Conv2D(
-                    filters, int(r["kernel_size"]), padding="same", use_bias=False,
-                    kernel_initializer=DiracUniform(seed=s(seed)), name=name,
-                )(x)
-                if pool:
-                    x = keras.layers.MaxPooling2D(2, name=f"{name}_pool")(x)
-                x = keras.layers.BatchNormalization(momentum=_BN_MOMENTUM, name=f"{name}_bn")(x)
-                return keras.layers.Activation("gelu", name=f"{name}_gelu")(x)
-
-            # Stem: a frozen 2x2 convolution that whitens image patches (their PCA on
-            # the standardised training images), as the fastest CIFAR-10 recipes do.
-            # Cheaper than a learned full-resolution stem and a better start.
-            sample = np.asarray(images[:_WHITEN_SAMPLES], dtype=np.float32)
-            kernel = patch_whitening_kernel(np.asarray(standardize(sample)))
-            whiten = keras.layers.Conv2D(
-                kernel.shape[-1], 2, padding="valid", trainable=False, name="whiten")
-            x = whiten(x)
-            whiten.set_weights([kernel, np.zeros(kernel.shape[-1], np.float32)])
-            x = keras.layers.Activation("gelu", name="whiten_gelu")(x)
-            for i, filters in enumerate(r["conv_filters"], start=1):
-                x = conv_bn(x, int(filters), f"block{i}a", 10 * i, pool=True)
-                x = conv_bn(x, int(filters), f"block{i}b", 10 * i + 1)
-            x = keras.layers.GlobalMaxPooling2D(name="features")(x)
-        if r["dropout"]:
-            x = keras.layers.Dropout(float(r["dropout"]), seed=s(200), name="dropout")(x)
-        if r["architecture"] == "talk":
-            outputs = keras.layers.Dense(
-                n_classes, activation="softmax", kernel_initializer=init(seed=s(300)),
-                name="predictions",
-            )(x)
-        else:
-            # Max-pooled GELU activations are large: scale the logits down (as the fast
-            # published recipes do) so early steps at a high learning rate stay stable.
-            x = keras.layers.Dense(
-                n_classes, use_bias=False, kernel_initializer=init(seed=s(300)), name="logits"
-            )(x)
-            x = keras.layers.Rescaling(_LOGIT_SCALE, name="logit_scale")(x)
-            outputs = keras.layers.Activation("softmax", name="predictions")(x)
-        return keras.Model(inputs, outputs, name=f"cifar_cnn_{self.preset}")
+        model, stats = build_cifar_model(
+            self.resolved_params(), image_shape, n_classes, images, seed=self.random_state,
+            name=f"cifar_cnn_{self.preset}", conv_filters=conv_filters,
+        )
+        if stats is not None:
+            self.mean_, self.std_ = stats
+        return model
 
     def _compile(self, model: Any, steps_total: int) -> Any:
-        keras = import_keras()
-        r = self.resolved_params()
-        lr: Any = float(r["learning_rate"])
-        schedule = None
-        if r["schedule"] == "one_cycle":
-            schedule = OneCycle(peak=lr, total_steps=steps_total)
-            lr = schedule
-        wd = float(r["weight_decay"]) or None
-        if r["optimizer"] == "sgd":
-            opt = keras.optimizers.SGD(lr, momentum=_SGD_MOMENTUM, nesterov=True, weight_decay=wd)
-        else:
-            opt = keras.optimizers.AdamW(lr, weight_decay=wd) if wd else keras.optimizers.Adam(lr)
-        if wd:
-            opt.exclude_from_weight_decay(var_names=["gamma", "beta", "bias", "mean",
-                                                     "variance"])
-        loss = keras.losses.CategoricalCrossentropy(label_smoothing=float(r["label_smoothing"]))
-        model.compile(optimizer=opt, loss=loss, metrics=["accuracy"])
-        return schedule
+        return compile_cifar_model(model, self.resolved_params(), steps_total)
 
     def fit(self, X: Any, y: Any = None, *, validation_data: Any = None) -> CifarCNN:
         """Train the network from scratch.
@@ -571,7 +425,8 @@ class CifarCNN(ClassifierMixin, BaseExtractor):
         r = self.resolved_params()
         images = check_images(X, name="X", min_size=self._min_size_for_input())
         check_image_batch_values(np.asarray(images), name="X")
-        classes, targets = encode_labels(y, len(images), name="y")
+        classes, targets = encode_labels(y, len(images), name="y", per="image",
+                                         owner=type(self).__name__)
         n_classes = len(classes)
         val = None
         if validation_data is not None:
@@ -581,19 +436,9 @@ class CifarCNN(ClassifierMixin, BaseExtractor):
                     f"{describe(validation_data)}."
                 )
             vx = check_images(validation_data[0], name="validation_data[0]")
-            vy = np.asarray(validation_data[1])
-            if vy.ndim == 2:
-                vy = np.argmax(vy, axis=1)
-            known = np.isin(vy, classes)
-            if len(vy) != len(vx) or not known.all():
-                raise InvalidInputError(
-                    "`validation_data[1]` must hold one label per image, of classes seen in "
-                    f"`y`; received {len(vy)} labels for {len(vx)} images"
-                    + ("" if known.all() else f", unseen classes {np.unique(vy[~known])[:5]}")
-                    + "."
-                )
-            val = (np.asarray(vx), keras.utils.to_categorical(
-                np.searchsorted(classes, vy), n_classes))
+            v_targets = labels_to_indices(validation_data[1], classes, n_samples=len(vx),
+                                          name="validation_data[1]", per="image")
+            val = (np.asarray(vx), keras.utils.to_categorical(v_targets, n_classes))
         if self.random_state is not None:
             keras.utils.set_random_seed(int(self.random_state))
         x_arr = np.asarray(images)
@@ -772,17 +617,10 @@ class CifarCNN(ClassifierMixin, BaseExtractor):
             "history": self.history_,
             "conv_filters_": [int(f) for f in self.conv_filters_],
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".keras", dir=path.parent, prefix=f".{path.name}.")
-        os.close(fd)
-        try:
+        with atomic_path(path, suffix=".keras") as tmp:
             self.model_.save(tmp)
             with zipfile.ZipFile(tmp, "a") as zf:
                 zf.writestr(_META_NAME, json.dumps(meta))
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
         return path
 
     @classmethod

@@ -1,0 +1,56 @@
+"""Datasets: CIFAR-10, a small bundled CIFAR-10 sample, and your own image folders.
+
+* :func:`load_cifar10` returns the full CIFAR-10 dataset from a file or folder you
+  pass, from a local data folder, or from Keras' download.
+* :func:`load_cifar10_sample` returns 6,000 CIFAR-10 images shipped inside the
+  package, so examples and tests work offline.
+* :func:`load_image_folder` indexes a folder with one subfolder per class and reads
+  the images on demand (all at once, by slices, or batch by batch).
+
+Importing this module is cheap: Keras is imported only when a download is tried,
+and Pillow only when images are decoded.
+"""
+
+# The package is split by concept; each module's docstring records its formats and
+# invariants. Everything public is re-exported here, and other transferkit modules use
+# only these names, or the public functions of `images` (reading and finding image files):
+#   cifar10.py       load_cifar10 and its sources, load_cifar10_or_sample, the bundled sample
+#   image_folder.py  load_image_folder, ImageFolderDataset and its fingerprint
+#   images.py        finding image files on disk and decoding one to RGB uint8
+#   _archive.py      safe tar extraction and the restricted unpickler
+#   _paths.py        the data folder ($TRANSFERKIT_DATA), Keras' cache folders
+#   _subset.py       balanced_subset
+#   stream.py        ImageStream: images made on demand, larger than memory
+
+from __future__ import annotations
+
+from ._archive import RefusedGlobalError as _RefusedGlobalError  # noqa: F401 (kept importable)
+from ._paths import DATA_DIR_ENV, get_data_dir
+from ._subset import balanced_subset
+from .cifar10 import (
+    CIFAR10_CLASSES,
+    CIFAR10_URL,
+    load_cifar10,
+    load_cifar10_or_sample,
+    load_cifar10_sample,
+)
+from .cifar10 import Arrays as Arrays  # the loaders' return type, importable as before
+from .image_folder import ImageFolderDataset, load_image_folder
+from .images import IMAGE_EXTENSIONS, INTERPOLATIONS
+from .stream import ImageStream
+
+__all__ = [
+    "ImageStream",
+    "CIFAR10_CLASSES",
+    "CIFAR10_URL",
+    "DATA_DIR_ENV",
+    "IMAGE_EXTENSIONS",
+    "INTERPOLATIONS",
+    "ImageFolderDataset",
+    "balanced_subset",
+    "get_data_dir",
+    "load_cifar10",
+    "load_cifar10_or_sample",
+    "load_cifar10_sample",
+    "load_image_folder",
+]
