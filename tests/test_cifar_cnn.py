@@ -164,6 +164,11 @@ def test_time_budget_counts_tracing_once_on_a_slow_host(monkeypatch) -> None:
         monkeypatch, budget_s=180.0, steps=10, epochs=100, batch_s=lambda e, b: 0.5,
         trace_s=120.0)
     assert len(plans) >= 9 and used <= 0.95 * 180.0
+    # Tracing alone longer than the budget: training stops after that first batch.
+    budget, plans, used, _ = _simulate_fit(
+        monkeypatch, budget_s=60.0, steps=10, epochs=100, batch_s=lambda e, b: 0.5,
+        trace_s=70.0)
+    assert budget.cut_short and len(plans) == 1 and used == 70.5
 
 
 def test_time_budget_without_epochs_is_not_capped_by_the_preset(data, monkeypatch) -> None:

@@ -127,10 +127,11 @@ class TimeBudget:
             self._first_batch_end = now
         if self._global_batch > 1:  # the first batch includes tracing: not representative
             self._times.append(now - self._t_batch)
-        if self._times and now - self.t_start + max(self._batch_s(), self._times[-1]) > (
-                self.budget_s):
+        next_batch = max(self._batch_s(), self._times[-1]) if self._times else 0.0
+        if now - self.t_start + next_batch > self.budget_s:
             # Last resort (the plan leaves 5% spare): the next batch, if it takes as long
-            # as the last or the typical one, would end past the budget.
+            # as the last or the typical one, would end past the budget (or building and
+            # tracing alone took all of it).
             self.cut_short = True
             model.stop_training = True
             return
