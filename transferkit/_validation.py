@@ -15,6 +15,9 @@ import numpy as np
 from .exceptions import InvalidInputError, InvalidTypeError
 
 __all__ = [
+    "check_bool",
+    "check_float",
+    "check_int",
     "check_images",
     "check_image_batch_values",
     "check_choice",
@@ -192,3 +195,49 @@ def format_bytes(nbytes: float) -> str:
         if nbytes >= scale:
             return f"{nbytes / scale:.1f} {unit}"
     return f"{nbytes:.0f} B"
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """``value`` as a bool; InvalidTypeError unless it is True or False."""
+    if not isinstance(value, bool | np.bool_):
+        raise InvalidTypeError(f"`{name}` must be True or False; received {describe(value)}.")
+    return bool(value)
+
+
+def check_int(name: str, value: Any, *, low: int, high: int | None = None) -> int:
+    """``value`` as an int in ``[low, high]``."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise InvalidTypeError(f"`{name}` must be an integer; received {describe(value)}.")
+    if value < low or (high is not None and value > high):
+        bound = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise InvalidInputError(f"`{name}` must be an integer {bound}; received {value}.")
+    return int(value)
+
+
+def check_float(
+    name: str,
+    value: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    """``value`` as a finite float in the interval given by ``low``/``high``."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise InvalidTypeError(f"`{name}` must be a number; received {describe(value)}.")
+    value = float(value)
+    ok = np.isfinite(value)
+    if low is not None:
+        ok = ok and (value > low if low_open else value >= low)
+    if high is not None:
+        ok = ok and (value < high if high_open else value <= high)
+    if not ok:
+        lo = "-inf" if low is None else f"{low:g}"
+        hi = "inf" if high is None else f"{high:g}"
+        left = "(" if low_open or low is None else "["
+        right = ")" if high_open or high is None else "]"
+        raise InvalidInputError(
+            f"`{name}` must be a number in {left}{lo}, {hi}{right}; received {value!r}."
+        )
+    return value

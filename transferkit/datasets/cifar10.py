@@ -48,8 +48,8 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import describe
-from ..exceptions import DatasetNotFoundError, InvalidInputError, InvalidTypeError
+from .._validation import check_bool, describe
+from ..exceptions import DatasetNotFoundError, InvalidInputError
 from ._archive import RefusedGlobalError, archive_stem, restricted_loads, safe_extract_tar
 from ._paths import DATA_DIR_ENV, DEFAULT_DATA_DIR, as_path, get_data_dir, keras_dataset_dirs
 from .image_folder import load_image_folder
@@ -94,12 +94,6 @@ _CIFAR_LAYOUTS = (
 )
 
 Arrays = tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
-
-
-def _check_bool(name: str, value: Any) -> bool:
-    if not isinstance(value, bool | np.bool_):
-        raise InvalidTypeError(f"`{name}` must be True or False; received {describe(value)}.")
-    return bool(value)
 
 
 # --------------------------------------------------------------------------------------
@@ -477,7 +471,7 @@ def load_cifar10(path: str | os.PathLike[str] | None = None, *, download: bool =
 
 def _locate_and_load(path: Any, download: Any) -> tuple[Arrays, str]:
     """:func:`load_cifar10`'s work; also returns a description of the source used."""
-    download = _check_bool("download", download)
+    download = check_bool("download", download)
     if path is not None:
         location = as_path("path", path)
         if not location.exists():
@@ -546,7 +540,7 @@ def load_cifar10_or_sample(
         The arrays as :func:`load_cifar10` returns them, and a short text saying
         where they came from (e.g. ``"bundled CIFAR-10 sample ..."``).
     """
-    download = _check_bool("download", download)
+    download = check_bool("download", download)
     if path is not None:
         (train, test), source = _locate_and_load(path, download)
         return train, test, source

@@ -36,10 +36,14 @@ Examples
 # * ``_format``: the head file format (layout and invariants in its docstring), ``load_head``
 #   and the functions tools use instead of opening head files themselves:
 #   ``save_head(head, path, provenance=...)``, ``read_head_metadata(path)`` and
-#   ``read_head_provenance(path)`` (importable from here, not part of ``__all__``).
+#   ``read_head_provenance(path)`` (importable from here, not part of ``__all__``);
+#   likewise, from ``_common``, ``class_probabilities(head, X)`` (``predict_proba``, or the
+#   ``softmax`` of the decision function for classifiers without it) and ``softmax``.
 
 from __future__ import annotations
 
+from ._common import class_probabilities as class_probabilities
+from ._common import softmax as softmax
 from ._format import HEAD_FORMAT_VERSION, load_head
 from ._format import read_head_metadata as read_head_metadata
 from ._format import read_head_provenance as read_head_provenance

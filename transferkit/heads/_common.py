@@ -28,11 +28,10 @@ from ..exceptions import InvalidInputError, InvalidTypeError, NotFittedError, Tr
 
 __all__ = [
     "HeadScoreMixin",
-    "check_bool",
     "check_fitted",
-    "check_float",
-    "check_int",
+    "class_probabilities",
     "encode_targets",
+    "softmax",
     "validate_features",
 ]
 
@@ -106,50 +105,47 @@ class HeadScoreMixin:
         return super().score(X, classes[indices], sample_weight=sample_weight)  # type: ignore[misc]
 
 
-# --------------------------------------------------------------------------- scalars
+# --------------------------------------------------------------------------- probabilities
 
 
-def check_bool(name: str, value: Any) -> bool:
-    """``value`` as a bool; InvalidTypeError unless it is True or False."""
-    if not isinstance(value, bool | np.bool_):
-        raise InvalidTypeError(f"`{name}` must be True or False; received {describe(value)}.")
-    return bool(value)
+def softmax(scores: Any) -> np.ndarray:
+    """Class probabilities from decision scores: the softmax of each row.
+
+    Parameters
+    ----------
+    scores : array-like of shape (n_samples, n_classes) or (n_samples,)
+        Decision scores, e.g. ``decision_function(X)``; 1-D scores are those of a binary
+        classifier (positive: the second class) and are read as ``[-s, s]``.
+
+    Returns
+    -------
+    numpy.ndarray of shape (n_samples, n_classes)
+        Rows of non-negative float64 numbers summing to 1.
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    if s.ndim == 1:
+        s = np.stack([-s, s], axis=1)
+    s = s - s.max(axis=1, keepdims=True)
+    e = np.exp(s)
+    return e / e.sum(axis=1, keepdims=True)
 
 
-def check_int(name: str, value: Any, *, low: int, high: int | None = None) -> int:
-    """``value`` as an int in ``[low, high]``."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise InvalidTypeError(f"`{name}` must be an integer; received {describe(value)}.")
-    if value < low or (high is not None and value > high):
-        bound = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise InvalidInputError(f"`{name}` must be an integer {bound}; received {value}.")
-    return int(value)
+def class_probabilities(head: Any, X: Any) -> np.ndarray:
+    """``head.predict_proba(X)``, or the :func:`softmax` of its decision function.
 
+    Parameters
+    ----------
+    head : fitted classifier
+        A head, or any scikit-learn classifier with ``predict_proba`` or
+        ``decision_function``.
+    X : array-like of shape (n_samples, n_features)
+        Features.
 
-def check_float(
-    name: str,
-    value: Any,
-    *,
-    low: float | None = None,
-    high: float | None = None,
-    low_open: bool = False,
-    high_open: bool = False,
-) -> float:
-    """``value`` as a finite float in the interval given by ``low``/``high``."""
-    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        raise InvalidTypeError(f"`{name}` must be a number; received {describe(value)}.")
-    value = float(value)
-    ok = np.isfinite(value)
-    if low is not None:
-        ok = ok and (value > low if low_open else value >= low)
-    if high is not None:
-        ok = ok and (value < high if high_open else value <= high)
-    if not ok:
-        lo = "-inf" if low is None else f"{low:g}"
-        hi = "inf" if high is None else f"{high:g}"
-        left = "(" if low_open or low is None else "["
-        right = ")" if high_open or high is None else "]"
-        raise InvalidInputError(
-            f"`{name}` must be a number in {left}{lo}, {hi}{right}; received {value!r}."
-        )
-    return value
+    Returns
+    -------
+    numpy.ndarray of shape (n_samples, n_classes)
+        One probability per class of ``head.classes_``, in that order.
+    """
+    if hasattr(head, "predict_proba"):
+        return head.predict_proba(X)
+    return softmax(head.decision_function(X))

@@ -60,9 +60,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._validation import describe
+from .._validation import check_bool, describe
 from ..exceptions import InvalidInputError, InvalidTypeError, TransferkitError
-from ._common import check_bool, check_fitted
+from ._common import check_fitted
 
 if TYPE_CHECKING:
     from .dense import DenseHead

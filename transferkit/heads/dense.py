@@ -31,14 +31,11 @@ from .._strategy import (
     num_replicas,
     strategy_scope,
 )
-from .._validation import describe
+from .._validation import check_bool, check_float, check_int, describe
 from ..exceptions import InvalidInputError, InvalidTypeError, TransferkitError
 from ._common import (
     HeadScoreMixin,
-    check_bool,
     check_fitted,
-    check_float,
-    check_int,
     encode_targets,
     validate_features,
 )

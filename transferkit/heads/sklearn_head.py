@@ -18,11 +18,10 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils.metaestimators import available_if
 
-from .._validation import describe
+from .._validation import check_bool, describe
 from ..exceptions import InvalidTypeError
 from ._common import (
     HeadScoreMixin,
-    check_bool,
     check_fitted,
     encode_targets,
     validate_features,
