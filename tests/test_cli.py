@@ -18,6 +18,8 @@ from conftest import assert_features_close, make_learnable
 from PIL import Image
 
 from transferkit import cli
+from transferkit.cli._common import ProgressExtractor
+from transferkit.cli.commands import info as info_command
 from transferkit.datasets import CIFAR10_CLASSES
 
 
@@ -291,7 +293,7 @@ def test_interrupted_extraction_exits_130_and_resumes(work, tmp_path, monkeypatc
     cache = tmp_path / "resume.h5"
     argv = ["extract", "--image-folder", str(work["root"] / "photos"), "--split", "train",
             "--image-size", "32", *VGG, "--batch-size", "8", "--cache", str(cache)]
-    original = cli._ProgressExtractor.iter_features
+    original = ProgressExtractor.iter_features
 
     def stop_after_one_batch(self, X, **kwargs):
         for i, item in enumerate(original(self, X, **kwargs)):
@@ -299,12 +301,12 @@ def test_interrupted_extraction_exits_130_and_resumes(work, tmp_path, monkeypatc
                 raise KeyboardInterrupt
             yield item
 
-    monkeypatch.setattr(cli._ProgressExtractor, "iter_features", stop_after_one_batch)
+    monkeypatch.setattr(ProgressExtractor, "iter_features", stop_after_one_batch)
     code, _, err = _run(argv)
     assert code == 130 and "interrupted" in err
     code, out, _ = _run(["info", "--cache", str(cache)])
     assert "incomplete 8/24" in out and "image-folder train" in out
-    monkeypatch.setattr(cli._ProgressExtractor, "iter_features", original)
+    monkeypatch.setattr(ProgressExtractor, "iter_features", original)
     code, out, err = _run(argv)
     assert code == 0, err
     assert "resumed at 8/24" in out
@@ -372,7 +374,7 @@ def test_keyboard_interrupt_exits_130(monkeypatch, tmp_path) -> None:
     def interrupted(args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "_info", interrupted)
+    monkeypatch.setattr(info_command, "run", interrupted)
     code, _, err = _run(["info", "--cache", str(tmp_path / "x.h5")])
     assert code == 130 and "interrupted" in err
 
@@ -824,7 +826,7 @@ def test_sigterm_in_process_returns_143_and_restores_the_handler(monkeypatch,
 
     previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
-        monkeypatch.setattr(cli, "_info", terminated)
+        monkeypatch.setattr(info_command, "run", terminated)
         code, _, err = _run(["info", "--cache", str(tmp_path / "x.h5")])
         assert code == 143 and err.startswith("transferkit: terminated"), err
         assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored

@@ -797,3 +797,17 @@ def test_lazy_imports():
 
 def test_public_api():
     assert set(heads_module.__all__) >= {"DenseHead", "SklearnHead", "load_head"}
+
+
+def test_class_probabilities_is_predict_proba_or_a_softmax():
+    from transferkit.heads import class_probabilities, softmax
+
+    p = softmax([[1.0, 2.0, 3.0], [0.0, 0.0, 1000.0]])
+    np.testing.assert_allclose(p.sum(axis=1), 1.0)
+    assert np.all(np.diff(p[0]) > 0) and p[1, 2] == pytest.approx(1.0)
+    np.testing.assert_allclose(softmax([0.0, 2.0])[:, 1], [0.5, 1 / (1 + np.exp(-4))])
+    X, y = make_blobs(60, n_features=4, centers=3, random_state=0)
+    svc = LinearSVC().fit(X, y)
+    np.testing.assert_allclose(class_probabilities(svc, X), softmax(svc.decision_function(X)))
+    logreg = LogisticRegression().fit(X, y)
+    np.testing.assert_allclose(class_probabilities(logreg, X), logreg.predict_proba(X))

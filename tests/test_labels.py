@@ -209,3 +209,15 @@ def test_same_labels_same_result_in_every_estimator():
         else:
             assert len(set(results.values())) == 1, results  # the same message everywhere
             assert "not one-hot" in results["CifarCNN"], results
+
+
+def test_labels_to_names_maps_indices_and_keeps_the_rest():
+    from transferkit._labels import labels_to_names
+
+    names = ["cat", "dog", "frog"]
+    assert labels_to_names(np.array([2, 0, 1]), names).tolist() == ["frog", "cat", "dog"]
+    # Unchanged: no names, an index out of range, labels that are not integers, no labels.
+    assert labels_to_names([0, 1], None).tolist() == [0, 1]
+    assert labels_to_names([0, 3], names).tolist() == [0, 3]
+    assert labels_to_names(["a", "b"], names).tolist() == ["a", "b"]
+    assert labels_to_names(np.array([], dtype=int), names).size == 0

@@ -7,6 +7,9 @@ and :class:`~transferkit.extractors.CifarCNN` read their training labels with
 (e.g. beside cached features). So the same ``y`` is accepted, or refused with the same
 message, everywhere.
 
+:func:`labels_to_names` maps class indices stored with their names (as the feature cache
+stores them) back to the names.
+
 Rules
 -----
 ``y`` is one of
@@ -40,6 +43,7 @@ what was expected and what was received.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -49,7 +53,7 @@ from sklearn.utils.validation import column_or_1d
 from ._validation import describe
 from .exceptions import InvalidInputError, InvalidTypeError
 
-__all__ = ["check_labels", "encode_labels", "labels_to_indices"]
+__all__ = ["check_labels", "encode_labels", "labels_to_indices", "labels_to_names"]
 
 #: How many unknown classes (or rows) an error message lists.
 _SHOWN = 10
@@ -282,3 +286,30 @@ def labels_to_indices(
         )
     order = np.argsort(classes, kind="stable")  # classes_ are sorted, but cheap to be sure
     return order[np.searchsorted(classes[order], labels)].astype(np.int64)
+
+
+def labels_to_names(labels: Any, class_names: Sequence[str] | None) -> np.ndarray:
+    """Integer labels as class names, when the names are known; other labels unchanged.
+
+    The feature cache stores labels as class indices beside the class names; this maps
+    them back (label ``i`` becomes ``class_names[i]``).
+
+    Parameters
+    ----------
+    labels : array-like of shape (n_samples,)
+        Class labels, e.g. ``FeatureCache.labels(key)``.
+    class_names : sequence of str, optional
+        The name of each class index, e.g. ``FeatureCache.info(key).class_names``.
+
+    Returns
+    -------
+    numpy.ndarray
+        The names of the labels when ``labels`` are integers that all index
+        ``class_names``; otherwise ``labels`` as an array, unchanged.
+    """
+    y = np.asarray(labels)
+    if class_names and y.dtype.kind in "iu" and y.size and 0 <= y.min() and y.max() < len(
+        class_names
+    ):
+        return np.asarray(class_names)[y]
+    return y

@@ -15,6 +15,7 @@ import numpy as np
 from .exceptions import InvalidInputError, InvalidTypeError
 
 __all__ = [
+    "param_names",
     "check_bool",
     "check_float",
     "check_int",
@@ -241,3 +242,16 @@ def check_float(
             f"`{name}` must be a number in {left}{lo}, {hi}{right}; received {value!r}."
         )
     return value
+
+
+def param_names(cls: type) -> list[str]:
+    """The parameters of an estimator class: its ``__init__``'s named arguments, sorted.
+
+    What scikit-learn's ``get_params`` reports, read from the signature (without
+    scikit-learn's private ``_get_param_names``).
+    """
+    import inspect
+
+    skip = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    params = inspect.signature(cls.__init__).parameters.values()
+    return sorted(p.name for p in params if p.name != "self" and p.kind not in skip)

@@ -10,6 +10,7 @@ import fnmatch
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .._validation import param_names
 from ..exceptions import InvalidInputError, InvalidTypeError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -97,7 +98,7 @@ def create_extractor(name: str, **params: Any) -> BaseExtractor:
     >>> vgg = create_extractor("vgg16", weights=None, pooling="max")
     """
     cls = get_extractor_class(name)
-    valid = set(cls._get_param_names())
+    valid = set(param_names(cls))
     unknown = sorted(set(params) - valid)
     if unknown:
         raise InvalidInputError(

@@ -33,6 +33,7 @@ from .._validation import (
     check_images,
     check_positive_int,
     describe,
+    param_names,
 )
 from ..exceptions import InvalidInputError, InvalidTypeError
 from ._base import BaseExtractor
@@ -639,7 +640,7 @@ class CifarCNN(ClassifierMixin, BaseExtractor):
                 f"({type(exc).__name__}: {exc})."
             ) from exc
         params = {k: tuple(v) if isinstance(v, list) else v for k, v in meta["params"].items()}
-        valid = set(cls._get_param_names())
+        valid = set(param_names(cls))
         self = cls(**{k: v for k, v in params.items() if k in valid})
         self.model_ = keras.saving.load_model(path, safe_mode=True, compile=False)
         self.classes_ = np.asarray(meta["classes"], dtype=np.dtype(meta["classes_dtype"]))

@@ -60,7 +60,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._validation import check_bool, describe
+from .._validation import check_bool, describe, param_names
 from ..exceptions import InvalidInputError, InvalidTypeError, TransferkitError
 from ._common import check_fitted
 
@@ -305,7 +305,7 @@ class HeadFile:
     def params_for(self, cls: type) -> dict[str, Any]:
         """The stored constructor parameters, all of them known to ``cls``."""
         params = self.meta["params"]
-        allowed = set(cls._get_param_names())  # type: ignore[attr-defined]
+        allowed = set(param_names(cls))
         if not isinstance(params, dict) or not set(params) <= allowed:
             raise InvalidInputError(
                 f"{self.where} is damaged or from a newer transferkit: expected parameters "
