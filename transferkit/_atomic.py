@@ -10,6 +10,7 @@ leaves the previous file as it was and no temporary file behind.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
@@ -19,21 +20,31 @@ __all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text"]
 
 
 def _fsync(path: Path) -> None:
-    with contextlib.suppress(OSError), open(path, "rb+") as fh:
-        os.fsync(fh.fileno())
+    """Flush ``path`` to disk; a failure to do so fails the write (its data may be lost)."""
+    with open(path, "rb+") as fh:
+        try:
+            os.fsync(fh.fileno())
+        except OSError as exc:
+            if exc.errno not in (errno.EINVAL, errno.ENOTSUP):  # file systems without fsync
+                raise
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str], *, suffix: str = ".tmp") -> Iterator[Path]:
+def atomic_path(
+    path: str | os.PathLike[str], *, suffix: str = ".tmp", make_folder: bool = True
+) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; once the block succeeds it replaces ``path``.
 
-    The folder is created if needed. ``suffix`` matters to writers that infer the
-    format from the name (Keras' ``.keras``, h5py's ``.h5``). On an exception the
-    temporary file is removed and ``path`` is untouched.
+    The folder is created if needed (unless ``make_folder=False``, when a missing folder
+    fails as an ordinary write would). ``suffix`` matters to writers that infer the
+    format from the name (Keras' ``.keras``, h5py's ``.h5``). The file is fsynced before
+    the rename; an fsync failure fails the write. On an exception the temporary file
+    is removed and ``path`` is untouched.
     """
     target = Path(path)
     folder = target.parent if str(target.parent) else Path(".")
-    folder.mkdir(parents=True, exist_ok=True)
+    if make_folder:
+        folder.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=folder)
     os.close(fd)
     tmp = Path(name)

@@ -36,18 +36,17 @@ checksum.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib.util
 import json
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .._atomic import atomic_path, atomic_write_text
 from .._lazy import import_keras
 from ..exceptions import InvalidInputError, WeightsNotFoundError
 from ._frozen import FrozenBackbone
@@ -417,16 +416,9 @@ def ensure_converted_weights(source: str | os.PathLike[str] | None = None) -> Pa
         bar.update(1)
         convert_lite0_state_dict(state, model)
         bar.update(1)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".lite0-", suffix=".weights.h5")
-        os.close(fd)
-        try:
+        with atomic_path(target, suffix=".weights.h5") as tmp:
             model.save_weights(tmp)
             digest = _sha256_file(tmp)
-            os.replace(tmp, target)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
         bar.update(1)
     meta = {
         "file": target.name,
@@ -436,9 +428,7 @@ def ensure_converted_weights(source: str | os.PathLike[str] | None = None) -> Pa
         "converter_version": _CONVERTER_VERSION,
     }
     sidecar = _checksum_path(target)
-    tmp_meta = sidecar.with_name(sidecar.name + f".{os.getpid()}.tmp")
-    tmp_meta.write_text(json.dumps(meta, indent=1) + "\n")
-    os.replace(tmp_meta, sidecar)
+    atomic_write_text(sidecar, json.dumps(meta, indent=1) + "\n")
     conversion_count += 1
     return target
 

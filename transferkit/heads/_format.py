@@ -60,6 +60,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._atomic import atomic_path
 from .._validation import check_bool, describe, param_names
 from ..exceptions import InvalidInputError, InvalidTypeError, TransferkitError
 from ._common import check_fitted
@@ -408,22 +409,11 @@ def write_head(
     files = {META: json.dumps(meta, indent=2).encode("utf-8"), **members}
     if provenance is not None:
         files[PROVENANCE] = json.dumps(provenance, indent=2, default=str).encode("utf-8")
-    directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-                for member, data in files.items():
-                    zf.writestr(member, data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except OSError:
-            pass
-        raise
+    with atomic_path(path, make_folder=False) as tmp, zipfile.ZipFile(
+        tmp, "w", compression=zipfile.ZIP_DEFLATED
+    ) as zf:
+        for member, data in files.items():
+            zf.writestr(member, data)
 
 
 def npy_bytes(array: np.ndarray) -> bytes:
