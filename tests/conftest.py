@@ -27,6 +27,23 @@ def assert_features_close(actual, desired, rtol: float = FEATURE_RTOL) -> None:
     assert worst <= rtol, f"features differ by {worst:.2e} of their norm (allowed {rtol:.0e})"
 
 
+def _bf16_blocked_by_isa_cap() -> bool:
+    from transferkit._pipeline import cpu_has_bf16_flags, onednn_cap_forbids_bf16
+
+    return cpu_has_bf16_flags() and onednn_cap_forbids_bf16()
+
+
+#: On a CPU with native bfloat16, ``ONEDNN_MAX_CPU_ISA=AVX2`` (how the suite is run to see
+#: an AVX2 host's kernels on a faster one) makes TensorFlow route bfloat16 convolutions to
+#: oneDNN, which the cap has left without bfloat16 kernels: "could not create a primitive
+#: descriptor". Real AVX2 hosts run TensorFlow's own bfloat16 kernels instead.
+needs_bf16_kernels = pytest.mark.skipif(
+    _bf16_blocked_by_isa_cap(),
+    reason="ONEDNN_MAX_CPU_ISA caps oneDNN below bfloat16 on a bfloat16 CPU: TensorFlow "
+           "cannot run bfloat16 convolutions in that simulated configuration",
+)
+
+
 def make_images(n: int, size: int = 32, seed: int = 0) -> np.ndarray:
     """Random uint8 RGB images."""
     rng = np.random.default_rng(seed)

@@ -12,7 +12,13 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import Interrupt, NumpyExtractor, interrupt_after, make_images
+from conftest import (
+    Interrupt,
+    NumpyExtractor,
+    interrupt_after,
+    make_images,
+    needs_bf16_kernels,
+)
 
 from transferkit import (
     EfficientNetLite0Extractor,
@@ -113,6 +119,7 @@ def test_fast_path_equals_the_plain_model_call_with_one_trace(vgg) -> None:
     assert len(compiled._traced) == 2  # uint8 and float32
 
 
+@needs_bf16_kernels
 @pytest.mark.parametrize("dtype", ["bfloat16", "mixed_bfloat16"])
 def test_bfloat16_features_are_float32_and_close(vgg, dtype) -> None:
     x = make_images(10, seed=3)
@@ -135,6 +142,7 @@ def test_bfloat16_features_are_float32_and_close(vgg, dtype) -> None:
     ],
     ids=["lite0", "mobilenet_v2"],
 )
+@needs_bf16_kernels
 def test_bfloat16_on_other_backbones(factory) -> None:
     from sklearn.base import clone
 
@@ -415,3 +423,22 @@ def test_estimate_bad_arguments() -> None:
         vgg.estimate(10, image_size=32)
     with pytest.raises(exc.InvalidInputError, match="`image_size` must be at least 32x32"):
         vgg.estimate(10, image_size=(16, 16))
+
+
+def test_onednn_isa_cap_decides_whether_bf16_is_native(monkeypatch) -> None:
+    from transferkit import _pipeline
+
+    monkeypatch.setattr(_pipeline, "cpu_has_bf16_flags", lambda: True)
+    for cap, native in ((None, True), ("all", True), ("AVX512_CORE_BF16", True),
+                        ("avx512_core_amx", True), ("AVX2", False), ("avx512_core", False),
+                        ("AVX512_CORE_VNNI", False), ("SSE41", False)):
+        monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+        if cap is None:
+            monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+        else:
+            monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+        assert _pipeline.cpu_supports_bf16() is native, cap
+        assert _pipeline.onednn_cap_forbids_bf16() is (not native), cap
+    monkeypatch.setattr(_pipeline, "cpu_has_bf16_flags", lambda: False)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    assert not _pipeline.cpu_supports_bf16()

@@ -23,6 +23,7 @@ Nothing here imports TensorFlow at import time: extractors that are not compiled
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -33,7 +34,10 @@ from ._validation import check_positive_int
 __all__ = [
     "COMPUTE_DTYPES",
     "BackgroundWriter",
+    "cpu_has_bf16_flags",
     "cpu_supports_bf16",
+    "onednn_cap_forbids_bf16",
+    "onednn_isa_cap",
     "keras_dtype_policy",
     "prefetch",
 ]
@@ -189,12 +193,8 @@ class BackgroundWriter:
 # ====================================================================================
 # bfloat16
 # ====================================================================================
-def cpu_supports_bf16() -> bool:
-    """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX), on Linux.
-
-    Elsewhere (or if ``/proc/cpuinfo`` is unreadable) this returns ``False``; bfloat16
-    still works there, emulated and usually slower than float32.
-    """
+def cpu_has_bf16_flags() -> bool:
+    """Whether the CPU reports native bfloat16 (AVX-512 BF16 or AMX) in ``/proc/cpuinfo``."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
             for line in fh:
@@ -204,6 +204,34 @@ def cpu_supports_bf16() -> bool:
     except OSError:
         pass
     return False
+
+
+def onednn_isa_cap() -> str | None:
+    """The instruction-set cap set for oneDNN (``ONEDNN_MAX_CPU_ISA``), upper-case, or None."""
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA")
+    return cap.strip().upper() if cap and cap.strip() else None
+
+
+def onednn_cap_forbids_bf16() -> bool:
+    """Whether ``ONEDNN_MAX_CPU_ISA`` caps oneDNN below the ISAs with native bfloat16.
+
+    ``AVX2``, ``AVX512_CORE``, ``AVX512_CORE_VNNI``... (used to see a slower CPU's kernels
+    on a fast one) leave oneDNN without bfloat16 kernels even on a CPU that has them.
+    """
+    cap = onednn_isa_cap()
+    if cap is None or cap in ("ALL", "DEFAULT"):
+        return False
+    return not any(part in cap for part in ("BF16", "FP16", "AMX", "AVX10"))
+
+
+def cpu_supports_bf16() -> bool:
+    """Whether bfloat16 runs natively here: a CPU with AVX-512 BF16 or AMX, on Linux.
+
+    ``False`` elsewhere (or if ``/proc/cpuinfo`` is unreadable), and also when
+    ``ONEDNN_MAX_CPU_ISA`` caps oneDNN below those instructions; bfloat16 then works
+    emulated, usually slower than float32 (but see :func:`onednn_cap_forbids_bf16`).
+    """
+    return cpu_has_bf16_flags() and not onednn_cap_forbids_bf16()
 
 
 @contextlib.contextmanager
