@@ -359,8 +359,11 @@ def tag_entry(cache: Any, key: str, meta: dict[str, Any]) -> None:
     Stored as the entry's ``provenance`` annotation (JSON), written under the cache's
     own locks so readers and writers in other processes are never disturbed.
     """
-    if cache.path.is_file() and key in {e.key for e in cache.entries(include_incomplete=True)}:
-        cache.annotate(key, **{_PROVENANCE_ATTR: meta})
+    from ..exceptions import InvalidInputError
+
+    if cache.path.is_file():
+        with contextlib.suppress(InvalidInputError):  # no such entry: nothing to record
+            cache.annotate(key, **{_PROVENANCE_ATTR: meta})
 
 
 def provenances(cache: Any) -> dict[str, dict[str, Any]]:
