@@ -40,6 +40,7 @@ from ._format import (
     CacheEntry,
     entry_info,
     entry_is_valid,
+    flushed_rows,
     now,
     same_labels,
     update_labels,
@@ -319,7 +320,7 @@ class FeatureCache:
                         fill_entry(self.path, f, entry, extractor, images,
                                    sync=self._sync, verbose=verbose)
                     except BaseException as exc:
-                        done = int(entry["progress"][()])
+                        done = flushed_rows(entry)
                         if created and done == 0:
                             # Nothing computed (e.g. an unreadable image in the first
                             # batch): leave no empty entry behind.

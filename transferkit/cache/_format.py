@@ -13,7 +13,11 @@ The file layout (HDF5)::
     /entries/<key>/labels      optional, (n_images,)
 
 Invariants: ``complete`` is written last, so an entry cut short is never complete;
-``progress`` counts only flushed rows; rows past it are never trusted.
+``progress`` counts only flushed rows; rows past it are never trusted. A batch is
+committed in two flushes: its rows (and the dataset's new length) first, the counter
+second, so a kill in the middle of a flush can leave more rows than ``progress`` but
+never a counter ahead of the rows. Readers still take the smaller of the two
+(:func:`flushed_rows`), for files written before this rule.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ __all__ = [
     "CacheEntry",
     "entry_info",
     "entry_is_valid",
+    "flushed_rows",
     "now",
     "same_labels",
     "update_labels",
@@ -134,7 +139,7 @@ def entry_info(g: h5py.Group) -> CacheEntry:
         extractor_fingerprint=str(a.get("extractor_fingerprint", "")),
         data_fingerprint=str(a.get("data_fingerprint", "")),
         n_images=int(a.get("n_images", 0)),
-        n_done=int(g["progress"][()]) if "progress" in g else 0,
+        n_done=flushed_rows(g),
         feature_dim=int(a.get("feature_dim", 0)),
         complete=bool(a.get("complete", False)),
         created=str(a.get("created", "")),
@@ -150,6 +155,20 @@ def entry_info(g: h5py.Group) -> CacheEntry:
         n_shards=int(a.get("n_shards", 0)),
         annotations={k: _annotation(v) for k, v in a.items() if k not in LAYOUT_ATTRS},
     )
+
+
+def flushed_rows(g: h5py.Group) -> int:
+    """Rows of entry ``g`` that were written and flushed: its counter, within its rows.
+
+    The counter never runs ahead of the features in files written by this version
+    (see the module doc); taking the minimum keeps older or damaged files honest.
+    """
+    if "progress" not in g:
+        return 0
+    done = int(g["progress"][()])
+    if "features" in g:
+        done = min(done, int(g["features"].shape[0]))
+    return max(done, 0)
 
 
 def entry_is_valid(entry: h5py.Group, n: int) -> bool:

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..exceptions import CacheError
 from . import _shards
-from ._format import FORMAT_NAME, FORMAT_VERSION
+from ._format import FORMAT_NAME, FORMAT_VERSION, flushed_rows
 from ._locks import writer_lock
 
 __all__ = ["repair_file"]
@@ -77,7 +77,7 @@ def _copy_entry(
     for name, value in src.attrs.items():
         dst.attrs[name] = value
     feats = src["features"]
-    done = int(src["progress"][()])
+    done = flushed_rows(src)
     data = feats[:done]  # reads and checksums every chunk
     dst.create_dataset(
         "features", data=data, maxshape=feats.maxshape, chunks=feats.chunks,

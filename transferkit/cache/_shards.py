@@ -41,6 +41,7 @@ import numpy as np
 
 from .._hashing import hash_json
 from ..exceptions import InvalidTypeError
+from ._format import flushed_rows
 
 __all__ = [
     "PLAN_FILE",
@@ -148,7 +149,7 @@ def _shard_entry(f: h5py.File, ref: ShardRef) -> tuple[h5py.Group | None, str | 
     entry = f["entries"].get(ref.key) if "entries" in f else None
     if entry is None:
         return None, f"holds no entry {ref.key[:12]} (images {ref.start}..{ref.stop - 1})"
-    done = int(entry["progress"][()]) if "progress" in entry else 0
+    done = flushed_rows(entry)
     if not bool(entry.attrs.get("complete", False)) or done != ref.n_images:
         return None, f"is unfinished ({done} of {ref.n_images} images)"
     shape = tuple(int(s) for s in entry["features"].shape)

@@ -2,12 +2,13 @@
 
 The extraction is pipelined (see :mod:`transferkit._pipeline`): a reader thread
 prepares the next batches of images, the calling thread runs the backbone, and a writer
-thread writes the previous batch's rows, progress counter and flush, so the backbone
-never waits for the disk. A batch counts as done only once its rows and the progress
-counter are flushed, in order; a crash loses at most the batches still in flight
-(computed or queued, never half-written), and an exception in the backbone lets the
-writer finish every batch computed before it. The writer holds the ``.sync`` lock
-exclusively only while it writes and flushes one batch.
+thread writes the previous batch's rows and flushes them, then the progress counter
+and flushes again, so the backbone never waits for the disk. A batch counts as done
+only once its rows and then the progress counter are flushed, in that order; a crash
+loses at most the batches still in flight (computed or queued, never half-written),
+and an exception in the backbone lets the writer finish every batch computed before
+it. The writer holds the ``.sync`` lock exclusively only while it writes and flushes
+one batch.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 
 from .._pipeline import BackgroundWriter
 from ..exceptions import CacheError
-from ._format import now
+from ._format import flushed_rows, now
 from ._locks import FileLock
 
 __all__ = ["fill_entry"]
@@ -41,7 +42,7 @@ def fill_entry(
     n = int(entry.attrs["n_images"])
     bs = int(entry.attrs["batch_size"])
     d = int(features.shape[1])
-    done = int(progress[()])
+    done = flushed_rows(entry)
     if features.shape[0] != done:  # rows past the last flushed batch are not trusted
         features.resize((done, d))
     from ..progress import Progress
@@ -54,8 +55,10 @@ def fill_entry(
     t0 = time.perf_counter()
 
     def write(item: tuple[int, np.ndarray]) -> None:
-        # On the writer thread: one batch's rows, then the counter, then a flush,
-        # all under the exclusive .sync lock, so readers see whole batches only.
+        # On the writer thread, under the exclusive .sync lock (readers see whole
+        # batches only): the batch's rows and flush, then the counter and flush. A
+        # kill inside the first flush leaves the counter where it was; inside the
+        # second, the rows it counts are already on disk.
         offset, feats = item
         end = offset + len(feats)
         if sync is not None:
@@ -63,6 +66,7 @@ def fill_entry(
         try:
             features.resize((end, d))
             features[offset:end] = feats
+            f.flush()
             progress[()] = end
             entry.attrs["extract_seconds"] = spent + time.perf_counter() - t0
             f.flush()
