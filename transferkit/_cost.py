@@ -29,18 +29,30 @@ _ENTRY_OVERHEAD = 16 * 1024
 _PER_CHUNK = 64
 
 
-def chunk_rows(n: int, d: int) -> int:
-    """Rows per HDF5 chunk of an ``(n, d)`` float32 feature array (about 1 MiB chunks)."""
-    return max(1, min(int(n), CHUNK_BYTES // (4 * max(1, int(d)))))
+def chunk_rows(n: int, d: int, batch_size: int | None = None) -> int:
+    """Rows per HDF5 chunk of an ``(n, d)`` float32 feature array (at most about 1 MiB).
+
+    With ``batch_size`` (how the rows are written), a divisor of it: every batch then
+    fills whole chunks of its own, and a chunk is written once, never rewritten when a
+    later batch arrives. So a process killed while writing a batch can damage only
+    that batch's chunks, never the rows of the batches flushed before it.
+    """
+    limit = max(1, min(int(n), CHUNK_BYTES // (4 * max(1, int(d)))))
+    if batch_size is None:
+        return limit
+    bs = max(1, int(batch_size))
+    return max(r for r in range(1, min(bs, limit) + 1) if bs % r == 0)
 
 
-def feature_cache_bytes(n: int, d: int, *, labels: bool = False) -> int:
+def feature_cache_bytes(
+    n: int, d: int, *, labels: bool = False, batch_size: int | None = None
+) -> int:
     """Expected bytes on disk of a cache entry of ``n`` float32 feature vectors of width ``d``.
 
     Whole chunks are allocated, so the last one counts in full; ``labels`` adds one
-    int64 per image.
+    int64 per image; ``batch_size`` as for :func:`chunk_rows`.
     """
-    rows = chunk_rows(n, d)
+    rows = chunk_rows(n, d, batch_size)
     chunks = math.ceil(n / rows)
     return chunks * (rows * d * 4 + _PER_CHUNK) + _ENTRY_OVERHEAD + (8 * n if labels else 0)
 

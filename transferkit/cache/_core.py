@@ -386,7 +386,7 @@ class FeatureCache:
     ) -> h5py.Group:
         n = int(images.shape[0])
         entry = group.create_group(key)
-        rows = chunk_rows(n, d)
+        rows = chunk_rows(n, d, batch_size)  # batch-aligned: flushed rows are never rewritten
         entry.create_dataset(
             "features", shape=(0, d), maxshape=(n, d), dtype=np.float32,
             chunks=(rows, d), compression=self.compression,
