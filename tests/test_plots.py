@@ -13,6 +13,7 @@ from transferkit.plots import (
     MissingDependencyError,
     plot_accuracy_vs_cost,
     plot_confusion_matrix,
+    plot_label_efficiency,
     plot_predictions_grid,
     plot_training_curves,
 )
@@ -77,6 +78,23 @@ def test_accuracy_vs_cost(tmp_path) -> None:
     rows = [{"label": "a", "accuracy": 0.5, "images_per_s": 900},
             {"label": "b", "accuracy": 0.7, "images_per_s": 60}]
     check_png(plot_accuracy_vs_cost(rows, tmp_path / "rate.png"))
+
+
+def test_label_efficiency(tmp_path) -> None:
+    rows = [{"method": m, "per_class": c, "accuracy": a + 0.01 * s}
+            for m, base in (("frozen + logreg", 0.5), ("from scratch", 0.3))
+            for c, a in ((10, base), (100, base + 0.2)) for s in range(3)]
+    check_png(plot_label_efficiency(rows, tmp_path / "le.png", title="CIFAR-10"))
+    with pytest.raises(InvalidInputError, match="`rows`"):
+        plot_label_efficiency([], tmp_path / "x.png")
+    with pytest.raises(InvalidInputError, match=r"`rows\[0\]\['per_class'\]`"):
+        plot_label_efficiency([{"method": "a", "per_class": 0, "accuracy": 0.5}],
+                              tmp_path / "x.png")
+    with pytest.raises(InvalidInputError, match=r"`rows\[0\]\['accuracy'\]`"):
+        plot_label_efficiency([{"method": "a", "per_class": 5, "accuracy": 1.5}],
+                              tmp_path / "x.png")
+    with pytest.raises(InvalidInputError, match="lacks"):
+        plot_label_efficiency([{"method": "a", "accuracy": 0.5}], tmp_path / "x.png")
 
 
 @pytest.mark.parametrize(

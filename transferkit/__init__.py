@@ -1,7 +1,9 @@
 """transferkit: image feature extraction and transfer learning on TensorFlow/Keras 3.
 
 Extractors map images to feature vectors, :class:`FeatureCache` stores them in HDF5,
-and heads (:class:`DenseHead`, :class:`SklearnHead`) are trained on the cached features.
+and heads (:class:`DenseHead`, :class:`SklearnHead`) are trained on the cached features;
+:class:`FineTuner` then fine-tunes backbone and head together, and
+:func:`export_classifier` saves them as one Keras model.
 
 Importing ``transferkit`` is cheap: TensorFlow is imported only when an extractor or
 a Keras head is first used.
@@ -34,6 +36,11 @@ _LAZY = {
     "SklearnHead": "transferkit.heads",
     "load_head": "transferkit.heads",
     "TransferkitError": "transferkit.exceptions",
+    "FineTuner": "transferkit.fine_tune",
+    "FineTunedExtractor": "transferkit.fine_tune",
+    "classifier_model": "transferkit.export",
+    "export_classifier": "transferkit.export",
+    "load_classifier": "transferkit.export",
 }
 
 __all__ = [
@@ -44,14 +51,19 @@ __all__ = [
     "DenseHead",
     "EfficientNetLite0Extractor",
     "FeatureCache",
+    "FineTunedExtractor",
+    "FineTuner",
     "ImageStream",
     "KerasApplicationExtractor",
     "SklearnHead",
     "TransferkitError",
     "VGG16Extractor",
+    "classifier_model",
     "create_extractor",
+    "export_classifier",
     "extract_distributed",
     "list_extractors",
+    "load_classifier",
     "load_head",
     "register_extractor",
 ]
@@ -60,6 +72,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .cache import FeatureCache, ImageStream
     from .distributed import extract_distributed
     from .exceptions import TransferkitError
+    from .export import classifier_model, export_classifier, load_classifier
     from .extractors import (
         BaseExtractor,
         CifarCNN,
@@ -70,6 +83,7 @@ if TYPE_CHECKING:  # pragma: no cover
         list_extractors,
         register_extractor,
     )
+    from .fine_tune import FineTunedExtractor, FineTuner
     from .heads import DenseHead, SklearnHead, load_head
 
 

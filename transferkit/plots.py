@@ -33,6 +33,7 @@ __all__ = [
     "MissingDependencyError",
     "plot_accuracy_vs_cost",
     "plot_confusion_matrix",
+    "plot_label_efficiency",
     "plot_predictions_grid",
     "plot_training_curves",
 ]
@@ -582,4 +583,85 @@ def plot_accuracy_vs_cost(
     ax.set_ylim(max(0.0, low - margin), min(1.0, high + margin))
     ax.grid(alpha=0.3)
     ax.set_title(title or "accuracy vs extraction cost")
+    return _save(fig, out)
+
+
+def plot_label_efficiency(
+    rows: Sequence[Mapping[str, Any]],
+    path: str | os.PathLike[str],
+    *,
+    title: str | None = None,
+) -> Path:
+    """Plot test accuracy against labelled images per class, one line per method.
+
+    Parameters
+    ----------
+    rows : list of dict
+        One per run, each with ``"method"`` (str), ``"per_class"`` (positive int) and
+        ``"accuracy"`` (in [0, 1]); several runs (seeds) of one method and count are
+        drawn as their mean with a bar from the lowest to the highest.
+    path : str or path-like
+        The ``.png`` file to write.
+    title : str, optional
+        Figure title.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Raises
+    ------
+    InvalidInputError
+        For empty ``rows``, a row without those keys, or values out of range.
+    MissingDependencyError
+        If matplotlib is not installed.
+
+    Examples
+    --------
+    >>> plot_label_efficiency([
+    ...     {"method": "frozen + logreg", "per_class": 10, "accuracy": 0.52},
+    ...     {"method": "frozen + logreg", "per_class": 100, "accuracy": 0.71},
+    ... ], "label_efficiency.png")  # doctest: +SKIP
+    """
+    out = _check_path(path)
+    title = _check_title(title)
+    if isinstance(rows, Mapping | str) or not isinstance(rows, Sequence) or not rows:
+        raise InvalidInputError(
+            "`rows` must be a non-empty list of dicts with 'method', 'per_class' and "
+            f"'accuracy'; received {describe(rows)}."
+        )
+    runs: dict[str, dict[int, list[float]]] = {}
+    for i, row in enumerate(rows):
+        if not isinstance(row, Mapping):
+            raise InvalidTypeError(f"`rows[{i}]` must be a dict; received {describe(row)}.")
+        missing = [k for k in ("method", "per_class", "accuracy") if k not in row]
+        if missing:
+            raise InvalidInputError(
+                f"`rows[{i}]` must have keys 'method', 'per_class' and 'accuracy'; it lacks "
+                f"{missing}."
+            )
+        count, acc = row["per_class"], row["accuracy"]
+        if isinstance(count, bool) or not isinstance(count, int | np.integer) or count < 1:
+            raise InvalidInputError(
+                f"`rows[{i}]['per_class']` must be a positive integer; received "
+                f"{describe(count)}.")
+        if isinstance(acc, bool) or not isinstance(acc, int | float) or not 0 <= acc <= 1:
+            raise InvalidInputError(
+                f"`rows[{i}]['accuracy']` must be a number in [0, 1]; received {describe(acc)}.")
+        runs.setdefault(str(row["method"]), {}).setdefault(int(count), []).append(float(acc))
+    fig = _figure(7.0, 4.8)
+    ax = fig.subplots()
+    for method, by_count in runs.items():
+        counts = sorted(by_count)
+        means = [float(np.mean(by_count[c])) for c in counts]
+        low = [m - min(by_count[c]) for m, c in zip(means, counts, strict=True)]
+        high = [max(by_count[c]) - m for m, c in zip(means, counts, strict=True)]
+        ax.errorbar(counts, means, yerr=[low, high], marker="o", capsize=3, label=method)
+    ax.set_xscale("log")
+    ax.set_xlabel("labelled images per class")
+    ax.set_ylabel("test accuracy")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize="small")
+    ax.set_title(title or "accuracy vs labelled images")
     return _save(fig, out)

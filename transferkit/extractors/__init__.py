@@ -10,6 +10,7 @@ All extractors share :class:`BaseExtractor`'s contract and are registered by nam
 
 from .._cost import CostEstimate
 from ._base import BaseExtractor, iter_image_batches
+from ._blocks import layer_blocks
 from ._registry import create_extractor, get_extractor_class, list_extractors, register_extractor
 from .cifar_cnn import CifarCNN
 from .efficientnet_lite import EfficientNetLite0Extractor
@@ -42,6 +43,7 @@ __all__ = [
     "create_extractor",
     "get_extractor_class",
     "iter_image_batches",
+    "layer_blocks",
     "list_extractors",
     "register_extractor",
 ]

@@ -243,6 +243,56 @@ class BaseExtractor(TransformerMixin, BaseEstimator):
         probe = np.zeros((1, *size, 3), dtype=np.uint8)  # the trace uint8 images reuse
         return int(self._forward(size)(probe).shape[-1])
 
+    def feature_model(self, image_size: tuple[int, int] | None = None) -> Any:
+        """A new trainable Keras model of the backbone, equal to :meth:`transform` (to fine-tune).
+
+        The model maps images to the same features as :meth:`transform`, and is
+        self-contained: resizing (when ``input_size`` is set, with the same
+        ``tf.image.resize`` method) and the backbone's preprocessing run inside it as
+        serialisable Keras layers (``transferkit.extractors._layers``), so
+        ``model.save("m.keras")`` then ``keras.saving.load_model("m.keras",
+        safe_mode=True)`` (after ``import transferkit.extractors._layers``) gives the same
+        model. It is flat: the backbone's own layers are layers of the returned model
+        (``model.get_layer("block5_conv3")``), and
+        :func:`~transferkit.extractors.layer_blocks` groups them into blocks.
+
+        Each call builds a new model with its own copy of the weights: training it never
+        changes this extractor's features. It is built under the extractor's ``dtype``
+        policy (pooling and the output in float32) and returned frozen
+        (``model.trainable = False``): the caller unfreezes what it trains. In Keras 3 a
+        model whose ``trainable`` is False has no trainable weights whatever its layers
+        say, so set ``model.trainable = True`` (which unfreezes every layer) and then
+        ``layer.trainable = False`` on the layers that stay frozen.
+
+        Parameters
+        ----------
+        image_size : (int, int), optional
+            Height and width of the images the model will take. Default: the extractor's
+            ``input_size`` when it has one, else 32x32 (or the backbone's minimum if
+            larger); a trained :class:`~transferkit.extractors.CifarCNN` takes its
+            training images' size only.
+
+        Returns
+        -------
+        keras.Model
+            Input ``"images"``: float32 of shape (None, height, width, 3), RGB in
+            [0, 255]. Output: float32 of shape (None, d), the features :meth:`transform`
+            gives on the same images (to float32 rounding).
+
+        Raises
+        ------
+        InvalidInputError
+            If this extractor has no Keras model to give (e.g. one written in NumPy), or
+            ``image_size`` is too small for the backbone.
+        NotFittedError
+            If the extractor must be fitted first (:class:`~transferkit.extractors.CifarCNN`).
+        """
+        raise InvalidInputError(
+            f"{type(self).__name__} cannot give a Keras model to fine-tune: `feature_model` "
+            "needs an extractor built on a Keras backbone (received "
+            f"image_size={image_size!r})."
+        )
+
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Names ``<extractor>_0 ... <extractor>_{d-1}`` of the output features."""
         d = self.output_dim()
@@ -397,7 +447,8 @@ class BaseExtractor(TransformerMixin, BaseEstimator):
             total_flops=None if flops is None else n * flops,
             feature_dim=d,
             feature_bytes=n * d * 4,
-            cache_bytes=feature_cache_bytes(n, d, labels=labels),
+            cache_bytes=feature_cache_bytes(n, d, labels=labels,
+                                            batch_size=self._effective_batch_size()),
             activation_bytes_per_image=activation,
             batch_size=self._effective_batch_size(),
             dtype=dtype,
@@ -405,6 +456,21 @@ class BaseExtractor(TransformerMixin, BaseEstimator):
         )
 
     # ------------------------------------------------------------------ helpers
+    def _feature_model_size(self, image_size: Any) -> tuple[int, int]:
+        """``feature_model``'s ``image_size``, defaulted and checked as ``estimate`` checks."""
+        self._validate_params()
+        if image_size is None:
+            side = getattr(self, "input_size", None) or max(32, self._native_min_size())
+            image_size = (int(side), int(side))
+        size = _check_size_arg(image_size)
+        minimum = self._min_size_for_input()
+        if minimum is not None and min(size) < minimum:
+            raise InvalidInputError(
+                f"`image_size` must be at least {minimum}x{minimum} for this backbone; "
+                f"received {size[0]}x{size[1]}. Set `input_size` to resize inside the model."
+            )
+        return self._check_image_size(size)
+
     def _check_fitted(self) -> None:
         if self.trainable:
             from sklearn.utils.validation import check_is_fitted

@@ -17,7 +17,7 @@ import numpy as np
 from .._lazy import import_keras
 from ._training import OneCycle, channel_stats, patch_whitening_kernel
 
-__all__ = ["build_cifar_model", "compile_cifar_model"]
+__all__ = ["build_cifar_model", "cifar_feature_model", "compile_cifar_model"]
 
 _LOGIT_SCALE = 1.0 / 9.0
 _BN_MOMENTUM = 0.6  # fast preset: short schedules need running statistics that keep up
@@ -144,3 +144,20 @@ def compile_cifar_model(model: Any, params: dict[str, Any], steps_total: int) ->
     loss = keras.losses.CategoricalCrossentropy(label_smoothing=float(r["label_smoothing"]))
     model.compile(optimizer=opt, loss=loss, metrics=["accuracy"])
     return schedule
+
+
+def cifar_feature_model(model: Any, image_shape: tuple[int, ...]) -> Any:
+    """A flat copy of ``model`` from a new ``"images"`` input to its ``"features"`` layer.
+
+    The augmentation layers (every layer between the input and ``"standardize"``) are
+    left out; the other layers are new ones with copies of the weights, frozen.
+    """
+    keras = import_keras()
+    from ._frozen import flat_model
+
+    names = [layer.name for layer in model.layers
+             if not isinstance(layer, keras.layers.InputLayer)]
+    augmentation = names[: names.index("standardize")]
+    trunk = keras.Model(model.input, model.get_layer("features").output, name=model.name)
+    images = keras.Input(tuple(int(v) for v in image_shape), dtype="float32", name="images")
+    return flat_model(trunk, images, images, skip=augmentation, copy=True)

@@ -53,6 +53,7 @@ __all__ = [
     "RESIZE_METHODS",
     "FrozenBackbone",
     "fetch_keras_weights",
+    "flat_model",
     "keras_application",
     "keras_weights_path",
     "load_weights_strictly",
@@ -273,6 +274,43 @@ def keras_application(constructor: str, size: tuple[int, int], *, include_top: b
     )
 
 
+def flat_model(
+    trunk: Any, images: Any, prepared: Any, *, skip: Any = (), copy: bool = False
+) -> Any:
+    """``trunk``'s layers called on ``prepared`` (computed from ``images``), as one flat model.
+
+    Returns a frozen (``trainable = False``) ``keras.Model`` from ``images`` whose layers
+    are ``trunk``'s layers, not one nested model, so ``get_layer`` finds them by name.
+    ``copy=False`` uses ``trunk``'s own layer objects (for a trunk the caller owns);
+    ``copy=True`` uses new layers, built from their configurations, with copies of the
+    weights. Layers named in ``skip`` are left out: their input passes through. A float32
+    cast ends the model when the output is not float32.
+    """
+    keras = import_keras()
+    skipped = set(skip)
+
+    def call(layer: Any, *args: Any, **kwargs: Any) -> Any:
+        args, kwargs = keras.tree.map_structure(
+            lambda t: prepared if t is images else t, (args, kwargs))
+        if layer.name in skipped:
+            return args[0]
+        return layer(*args, **kwargs)
+
+    model = keras.models.clone_model(
+        trunk, input_tensors=images, call_function=call,
+        clone_function=None if copy else (lambda layer: layer))
+    if copy:
+        for layer in model.layers:
+            if layer.weights:
+                layer.set_weights(trunk.get_layer(layer.name).get_weights())
+    out = model.output
+    if keras.backend.standardize_dtype(out.dtype) != "float32":
+        out = keras.layers.Activation("linear", dtype="float32", name="features_float32")(out)
+        model = keras.Model(images, out, name=trunk.name)
+    model.trainable = False
+    return model
+
+
 # ------------------------------------------------------------------------------------
 # The base class
 # ------------------------------------------------------------------------------------
@@ -467,6 +505,33 @@ class FrozenBackbone(BaseExtractor):
         forward.model = trunk  # type: ignore[attr-defined]
         forward.base = base  # type: ignore[attr-defined]
         return forward
+
+    def feature_model(self, image_size: tuple[int, int] | None = None) -> Any:
+        """A new trainable Keras model of the backbone, equal to :meth:`transform`.
+
+        See :meth:`BaseExtractor.feature_model`. The layers are: the input ``"images"``,
+        ``"resize_images"`` (:class:`~transferkit.extractors._layers.ResizeImages`, only
+        when ``input_size`` is set), ``"backbone_preprocessing"``
+        (:class:`~transferkit.extractors._layers.BackbonePreprocessing`), the backbone's
+        own layers up to ``layer``, the pooling layer (float32) and, for outputs that are
+        not float32 under a bfloat16 ``dtype``, a float32 cast (``"features_float32"``).
+        """
+        keras = import_keras()
+        from ._layers import BackbonePreprocessing, ResizeImages, register_preprocessing
+
+        size = self._feature_model_size(image_size)
+        model_size = self._model_size(size)
+        warn_if_emulated_bf16(self.dtype)
+        trunk = self._build_models(model_size)[0]  # new layers, new weights, under the policy
+        name, function = self._preprocessing()
+        register_preprocessing(name, function)  # no-op for the built-in backbones' names
+        images = keras.Input((*size, 3), dtype="float32", name="images")
+        x = images
+        if self.input_size is not None:
+            x = ResizeImages(model_size, self.resize_method, dtype="float32",
+                             name="resize_images")(x)
+        x = BackbonePreprocessing(name, dtype="float32", name="backbone_preprocessing")(x)
+        return flat_model(trunk, images, x)
 
     def preprocess(self, images: np.ndarray) -> np.ndarray:
         """The backbone's preprocessing as NumPy, on a new float32 array (for inspection).

@@ -42,7 +42,7 @@ class TimeBudget:
 
     def __init__(
         self, budget_s: float, t_start: float, steps: int, epochs: int, schedule: Any,
-        *, min_epochs: int | None = None, verbose: int = 0,
+        *, min_epochs: int | None = None, verbose: int = 0, initial_epoch: int = 0,
     ) -> None:
         keras = import_keras()
 
@@ -71,6 +71,8 @@ class TimeBudget:
         #: Set when training was stopped mid-epoch to keep within the budget.
         self.cut_short = False
         self.verbose = verbose
+        #: Epochs done before this fit (a resumed run): plans count from there.
+        self.initial_epoch = int(initial_epoch)
         self._times: list[float] = []  # steady batch times (the first batch is tracing)
         self._t_batch = 0.0
         self._global_batch = 0
@@ -158,7 +160,7 @@ class TimeBudget:
                         flush=True,
                     )
                 return
-            self._set_epochs(max(1, min(self.max_epochs, fitting)))
+            self._set_epochs(max(1, min(self.max_epochs, self.initial_epoch + fitting)))
             self._decided = True
             if self.verbose:
                 print(

@@ -37,7 +37,7 @@ from .._validation import (
 )
 from ..exceptions import InvalidInputError, InvalidTypeError
 from ._base import BaseExtractor
-from ._cifar_model import build_cifar_model, compile_cifar_model
+from ._cifar_model import build_cifar_model, cifar_feature_model, compile_cifar_model
 from ._registry import register_extractor
 from ._time_budget import TimeBudget
 from ._training import (
@@ -552,6 +552,22 @@ class CifarCNN(ClassifierMixin, BaseExtractor):
 
         forward.model = trunk  # type: ignore[attr-defined]  (read by estimate())
         return forward
+
+    def feature_model(self, image_size: tuple[int, int] | None = None) -> Any:
+        """A new trainable Keras model of the trained trunk, equal to :meth:`transform`.
+
+        See :meth:`BaseExtractor.feature_model`: from the input ``"images"`` (of the
+        training images' size, the only ``image_size`` accepted) through ``"standardize"``
+        to ``"features"``, without the augmentation layers; new layers, copied weights.
+        """
+        self._check_fitted()
+        expected = tuple(int(v) for v in self.image_shape_[:2])
+        size = expected if image_size is None else image_size
+        if isinstance(size, list | tuple) and tuple(size) != expected:
+            raise InvalidInputError(f"`image_size` must be {expected}, the training images' "
+                                    f"height and width; received {tuple(size)}.")
+        size = self._feature_model_size(size)
+        return cifar_feature_model(self.model_, (*size, int(self.image_shape_[2])))
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities, shape (n, n_classes), columns ordered as ``classes_``.

@@ -1,0 +1,213 @@
+"""FineTuner: warm start, which layers train, resume after a kill, the fine-tuned extractor."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _tiny_blocks import TinyBlocks
+from conftest import NumpyExtractor, make_learnable
+from sklearn.linear_model import LogisticRegression
+
+from transferkit import DenseHead, FeatureCache, FineTunedExtractor, FineTuner, SklearnHead
+from transferkit import exceptions as exc
+from transferkit.heads import class_probabilities, save_head
+
+TESTS = Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[np.ndarray, np.ndarray]:
+    return make_learnable(96, size=16, seed=3)
+
+
+@pytest.fixture(scope="module")
+def fitted_head(data) -> SklearnHead:
+    x, y = data
+    return SklearnHead(LogisticRegression(max_iter=500)).fit(TinyBlocks().transform(x), y)
+
+
+def _tuner(head, **kw) -> FineTuner:
+    params = dict(extractor=TinyBlocks(), head=head, epochs=2, batch_size=16, random_state=0,
+                  checkpoint_dir=None)
+    params.update(kw)
+    return FineTuner(**params)
+
+
+def test_warm_start_reproduces_the_heads_predictions(data, fitted_head) -> None:
+    x, y = data
+    ft = _tuner(fitted_head, learning_rate=1e-12, epochs=1).fit(x, y)
+    expected = class_probabilities(fitted_head, TinyBlocks().transform(x))
+    np.testing.assert_allclose(ft.predict_proba(x), expected, atol=2e-5)
+    np.testing.assert_array_equal(ft.classes_, fitted_head.classes_)
+
+
+def test_dense_head_warm_start_too(data) -> None:
+    x, y = data
+    head = DenseHead(hidden_units=(8,), epochs=3, random_state=0).fit(TinyBlocks().transform(x), y)
+    ft = _tuner(head, learning_rate=1e-12, epochs=1).fit(x, y)
+    expected = class_probabilities(head, TinyBlocks().transform(x))
+    np.testing.assert_allclose(ft.predict_proba(x), expected, atol=2e-5)
+
+
+def test_only_the_top_blocks_train_and_batchnorm_statistics_stay(data, fitted_head) -> None:
+    x, y = data
+    start = TinyBlocks().feature_model((16, 16))
+    ft = _tuner(fitted_head, trainable_blocks=1, learning_rate=0.05).fit(x, y)
+    assert ft.blocks_trained_ == ["block2"]
+    tuned = ft.backbone_
+    for name in ("block1_conv", "block1_bn"):
+        for a, b in zip(start.get_layer(name).get_weights(),
+                        tuned.get_layer(name).get_weights(), strict=True):
+            np.testing.assert_array_equal(a, b)
+    k0, k1 = start.get_layer("block2_conv").get_weights()[0], tuned.get_layer(
+        "block2_conv").get_weights()[0]
+    assert not np.allclose(k0, k1)
+    bn0, bn1 = start.get_layer("block2_bn"), tuned.get_layer("block2_bn")
+    np.testing.assert_array_equal(bn0.moving_mean.numpy(), bn1.moving_mean.numpy())
+    # asked for: statistics follow the data
+    ft2 = _tuner(fitted_head, trainable_blocks="all", train_batchnorm=True).fit(x, y)
+    assert ft2.blocks_trained_ == ["block1", "block2"]
+    assert not np.allclose(bn0.moving_mean.numpy(),
+                           ft2.backbone_.get_layer("block2_bn").moving_mean.numpy())
+
+
+def test_backbone_learning_rate_is_scaled() -> None:
+    import tensorflow as tf
+
+    from transferkit.fine_tune._model import GradientScale
+
+    x = tf.constant([[1.0, 2.0]])
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        out = tf.reduce_sum(GradientScale(0.25)(x) * 3.0)
+    np.testing.assert_allclose(tape.gradient(out, x).numpy(), [[0.75, 0.75]])
+
+
+def test_fine_tuning_learns_and_is_seeded(data, fitted_head) -> None:
+    x, y = data
+    a = _tuner(fitted_head, epochs=3, learning_rate=0.05, trainable_blocks="all").fit(x, y)
+    b = _tuner(fitted_head, epochs=3, learning_rate=0.05, trainable_blocks="all").fit(x, y)
+    assert a.history_["loss"][-1] < a.history_["loss"][0]
+    assert a.n_iter_ == 3 and a.score(x, y) >= 0.5
+    np.testing.assert_allclose(a.predict_proba(x), b.predict_proba(x), atol=1e-6)
+
+
+def test_fine_tuned_backbone_is_a_new_extractor(data, fitted_head, tmp_path) -> None:
+    x, y = data
+    ft = _tuner(fitted_head, learning_rate=0.05, trainable_blocks="all").fit(x, y)
+    ext = ft.extractor_
+    assert isinstance(ext, FineTunedExtractor)
+    assert ext.fingerprint != TinyBlocks().fingerprint
+    assert ext.describe()["base"] == TinyBlocks().describe()
+    cache = FeatureCache(tmp_path / "c.h5")
+    frozen = cache.extract(TinyBlocks(), x)
+    tuned = cache.extract(ext, x)
+    assert len(cache.entries()) == 2
+    assert not np.allclose(frozen, tuned)
+    np.testing.assert_allclose(tuned, ext.transform(x), rtol=1e-5, atol=1e-6)
+    # heads refit on it as on frozen features
+    assert SklearnHead().fit(tuned, y).score(tuned, y) >= 0.5
+    path = ext.save(tmp_path / "tuned.keras")
+    again = FineTunedExtractor.load(path)
+    assert again.fingerprint == ext.fingerprint
+    np.testing.assert_allclose(again.transform(x), tuned, rtol=1e-5, atol=1e-6)
+
+
+_RUNNER = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, {tests!r})
+    from _tiny_blocks import TinyBlocks
+    from conftest import make_learnable
+    from sklearn.linear_model import LogisticRegression
+    from transferkit import FineTuner, SklearnHead
+    x, y = make_learnable(96, size=16, seed=3)
+    head = SklearnHead(LogisticRegression(max_iter=500)).fit(TinyBlocks().transform(x), y)
+    ft = FineTuner(extractor=TinyBlocks(), head=head, epochs=int(sys.argv[2]), batch_size=16,
+                   random_state=0, checkpoint_dir=sys.argv[1], learning_rate=0.05)
+    print("ready", flush=True)
+    ft.fit(x, y)
+    print("done", flush=True)
+    """
+)
+
+
+def test_resumes_from_the_last_epoch_after_a_kill(tmp_path, data, fitted_head) -> None:
+    x, y = data
+    script = tmp_path / "run.py"
+    script.write_text(_RUNNER.format(tests=str(TESTS)))
+    folder = tmp_path / "ckpt"
+    epochs = 40
+    proc = subprocess.Popen([sys.executable, str(script), str(folder), str(epochs)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        if folder.is_dir() and any(folder.glob("*.npz")):
+            break
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read()[-2000:]
+    assert len(list(folder.glob("*.npz"))) == 1
+    # Another call (another seed) starts over and leaves the first run's checkpoint alone.
+    with warnings.catch_warnings(record=True) as other:
+        warnings.simplefilter("always")
+        _tuner(fitted_head, checkpoint_dir=folder, random_state=1, epochs=1).fit(x, y)
+    assert not [w for w in other if "resuming" in str(w.message)]
+    assert len(list(folder.glob("*.npz"))) == 1
+    # The same call resumes after the last completed epoch, and says so.
+    same = _tuner(fitted_head, checkpoint_dir=folder, epochs=epochs, learning_rate=0.05)
+    with pytest.warns(UserWarning, match="resuming from the checkpoint of epoch") as caught:
+        same.fit(x, y)
+    assert 1 <= same.resumed_from_epoch_ < epochs, [str(w.message) for w in caught]
+    assert same.n_iter_ == epochs and len(same.history_["loss"]) == epochs
+    assert list(folder.glob("*.npz")) == []  # a completed run removes its checkpoint
+    assert same.score(x, y) >= 0.5
+
+
+def test_bad_input_is_refused_before_training(data, fitted_head, tmp_path) -> None:
+    x, y = data
+    with pytest.raises(exc.InvalidTypeError, match="`extractor` must be"):
+        FineTuner(extractor="vgg16", head=fitted_head).fit(x, y)
+    with pytest.raises(exc.InvalidInputError, match="cannot"):
+        FineTuner(extractor=NumpyExtractor(), head=SklearnHead().fit(
+            NumpyExtractor().transform(x), y), checkpoint_dir=None).fit(x, y)
+    wide = SklearnHead().fit(np.random.default_rng(0).normal(size=(len(y), 5)), y)
+    with pytest.raises(exc.InvalidInputError, match="fitted on 5 features"):
+        _tuner(wide).fit(x, y)
+    with pytest.raises(exc.InvalidInputError, match="`y`"):
+        _tuner(fitted_head).fit(x, np.where(y == 0, 7, y))
+    with pytest.raises(exc.InvalidInputError, match="not fitted"):
+        _tuner(SklearnHead()).fit(x, y)
+    for name, value in (("trainable_blocks", -1), ("trainable_blocks", 3),
+                        ("backbone_lr_scale", 0.0), ("learning_rate", -1.0),
+                        ("augment", ("rotate",)), ("max_minutes", 0),
+                        ("label_smoothing", 1.0)):
+        with pytest.raises(exc.InvalidInputError, match=f"`{name}`"):
+            _tuner(fitted_head, **{name: value}).fit(x, y)
+    # a head file fitted on another extractor's features
+    path = tmp_path / "other.tkhead"
+    save_head(fitted_head, path, provenance={"extractor": {"fingerprint": "f" * 64}})
+    with pytest.raises(exc.InvalidInputError, match="another extractor"):
+        _tuner(str(path)).fit(x, y)
+
+
+def test_a_budget_too_small_for_one_epoch_is_refused(tmp_path, fitted_head) -> None:
+    x, y = make_learnable(2000, size=16, seed=3)
+    ft = _tuner(fitted_head, max_minutes=0.001, batch_size=8, checkpoint_dir=tmp_path)
+    with pytest.raises(exc.InvalidInputError, match="`max_minutes`.*too small for one epoch"):
+        ft.fit(x, y)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unfitted_use_is_refused() -> None:
+    with pytest.raises(exc.NotFittedError, match="call `fit`"):
+        FineTuner().predict(np.zeros((1, 16, 16, 3), np.uint8))
