@@ -211,3 +211,33 @@ def test_a_budget_too_small_for_one_epoch_is_refused(tmp_path, fitted_head) -> N
 def test_unfitted_use_is_refused() -> None:
     with pytest.raises(exc.NotFittedError, match="call `fit`"):
         FineTuner().predict(np.zeros((1, 16, 16, 3), np.uint8))
+
+
+def _cifar_cnn(x, y):
+    from transferkit import CifarCNN
+
+    return CifarCNN(preset="fast", conv_filters=(8, 16, 16), epochs=1, batch_size=32,
+                    max_minutes=None, random_state=0).fit(x, y)
+
+
+@pytest.mark.parametrize("make", [
+    pytest.param(lambda x, y: __import__("transferkit").EfficientNetLite0Extractor(
+        weights=None, input_size=32), id="efficientnet_lite0"),
+    pytest.param(lambda x, y: __import__("transferkit").VGG16Extractor(weights=None),
+                 id="vgg16"),
+    pytest.param(lambda x, y: __import__("transferkit").create_extractor(
+        "mobilenet_v2", weights=None, input_size=32), id="mobilenet_v2"),
+    pytest.param(_cifar_cnn, id="cifar_cnn"),
+])
+def test_every_kind_of_backbone_fine_tunes(make) -> None:
+    x, y = make_learnable(32, size=32, seed=1)
+    ext = make(x, y)
+    head = SklearnHead(LogisticRegression(max_iter=300)).fit(ext.transform(x), y)
+    ft = FineTuner(extractor=ext, head=head, trainable_blocks=1, epochs=1, batch_size=16,
+                   learning_rate=1e-12, checkpoint_dir=None, random_state=0).fit(x, y)
+    assert len(ft.blocks_trained_) == 1
+    # the warm start, unchanged by a negligible step: the head's own predictions
+    np.testing.assert_allclose(ft.predict_proba(x),
+                               class_probabilities(head, ext.transform(x)), atol=1e-4)
+    assert ft.extractor_.fingerprint != ext.fingerprint
+    assert ft.extractor_.transform(x[:4]).shape == (4, ext.output_dim((32, 32)))
