@@ -139,6 +139,22 @@ def mirrored() -> dict:
         np.array_equal(unpickled_head.predict_proba(ft), head.predict_proba(ft))
     )
     out["head_clone_keeps_strategy"] = clone(head).strategy is strategy
+
+    # -- FineTuner: the CifarCNN's trunk and a head fitted on its features, on 2 replicas.
+    from sklearn.linear_model import LogisticRegression
+
+    from transferkit import FineTuner, SklearnHead
+
+    cnn.set_params(strategy=None)
+    trunk_head = SklearnHead(LogisticRegression(max_iter=300)).fit(cnn.transform(x), y)
+    tuner = FineTuner(extractor=cnn, head=trunk_head, trainable_blocks=1, epochs=2,
+                      batch_size=16, learning_rate=0.02, checkpoint_dir=None,
+                      random_state=0, strategy=strategy).fit(x, y)
+    out["ft_n_iter"] = tuner.n_iter_
+    out["ft_blocks"] = tuner.blocks_trained_
+    out["ft_loss_finite"] = bool(np.all(np.isfinite(tuner.history_["loss"])))
+    out["ft_accuracy"] = float(tuner.score(xt, yt))
+    out["ft_clone_keeps_strategy"] = clone(tuner).strategy is strategy
     return out
 
 

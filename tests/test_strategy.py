@@ -1,4 +1,4 @@
-"""Training CifarCNN and DenseHead on a tf.distribute.Strategy (transferkit/_strategy.py).
+"""Training CifarCNN, DenseHead and FineTuner on a tf.distribute.Strategy (transferkit/_strategy.py).
 
 Several replicas need logical devices, which TensorFlow only accepts before it has
 initialised its devices: the MirroredStrategy scenario (2 logical CPUs) and the
@@ -105,6 +105,10 @@ def test_mirrored_strategy_on_two_logical_cpus() -> None:
     for key in ("head_saveload_proba_equal", "head_pickle_proba_equal",
                 "head_loaded_strategy_is_none", "head_clone_keeps_strategy"):
         assert r[key] is True, key
+    # FineTuner: the CNN's trunk and its cached head, trained together on 2 replicas.
+    assert r["ft_n_iter"] == 2 and r["ft_blocks"] == ["block2"]
+    assert r["ft_loss_finite"] is True and r["ft_clone_keeps_strategy"] is True
+    assert r["ft_accuracy"] > 0.6
 
 
 def _free_ports(n: int) -> list[int]:
