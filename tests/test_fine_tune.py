@@ -241,3 +241,33 @@ def test_every_kind_of_backbone_fine_tunes(make) -> None:
                                class_probabilities(head, ext.transform(x)), atol=1e-4)
     assert ft.extractor_.fingerprint != ext.fingerprint
     assert ft.extractor_.transform(x[:4]).shape == (4, ext.output_dim((32, 32)))
+
+
+def test_partial_fine_tuning_from_cached_activations(data, fitted_head, tmp_path) -> None:
+    x, y = data
+    cache_path = tmp_path / "acts.h5"
+    ft = _tuner(fitted_head, trainable_blocks=1, augment=("flip",), learning_rate=0.05,
+                activation_cache=cache_path, epochs=3).fit(x, y)
+    from transferkit import FeatureCache
+
+    entries = FeatureCache(cache_path).entries()
+    assert len(entries) == 2 and all(e.n_images == len(x) for e in entries)  # 2 views
+    assert ft.blocks_trained_ == ["block2"] and ft.n_iter_ == 3
+    assert ft.history_["loss"][-1] < ft.history_["loss"][0]
+    start = TinyBlocks().feature_model((16, 16))
+    # the bottom never changes; the top's trained weights are in the backbone
+    np.testing.assert_array_equal(start.get_layer("block1_conv").get_weights()[0],
+                                  ft.backbone_.get_layer("block1_conv").get_weights()[0])
+    assert not np.allclose(start.get_layer("block2_conv").get_weights()[0],
+                           ft.backbone_.get_layer("block2_conv").get_weights()[0])
+    # predictions go through the whole network and match its features
+    np.testing.assert_allclose(ft.extractor_.transform(x),
+                               np.asarray(ft.backbone_(x.astype(np.float32))), atol=1e-5)
+    assert ft.score(x, y) >= 0.5
+    # the second run reuses the cached activations (no new entries)
+    _tuner(fitted_head, trainable_blocks=1, augment=("flip",), activation_cache=cache_path,
+           epochs=1).fit(x, y)
+    assert len(FeatureCache(cache_path).entries()) == 2
+    for bad in ({"trainable_blocks": "all"}, {"augment": ("flip", "translate")}):
+        with pytest.raises(exc.InvalidInputError, match="activation_cache|augment"):
+            _tuner(fitted_head, activation_cache=cache_path, **bad).fit(x, y)

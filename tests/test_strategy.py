@@ -1,4 +1,4 @@
-"""Training CifarCNN, DenseHead and FineTuner on a tf.distribute.Strategy (transferkit/_strategy.py).
+"""CifarCNN, DenseHead and FineTuner on a tf.distribute.Strategy (transferkit/_strategy.py).
 
 Several replicas need logical devices, which TensorFlow only accepts before it has
 initialised its devices: the MirroredStrategy scenario (2 logical CPUs) and the

@@ -101,6 +101,15 @@ class FineTuner(ClassifierMixin, BaseEstimator):
         from the last completed epoch (and warns that it does). ``"auto"``:
         ``$TRANSFERKIT_DATA/checkpoints``. ``None``: no checkpoints. The file is
         deleted when the fine-tune completes.
+    activation_cache : FeatureCache, path or None, default=None
+        Partial fine-tuning from cached activations: the frozen bottom of the backbone
+        (below the trained blocks) runs once per image, into this cache (its
+        activations, and with ``"flip"`` in ``augment`` those of the mirrored images),
+        and the top blocks and head then train on them, so an epoch costs only the
+        top of the network. ``augment`` may then hold ``"flip"`` only, and
+        ``trainable_blocks`` must leave a bottom (not ``"all"`` or 0). The activations
+        are held in memory (a clear error says when they would not fit). ``None``:
+        train on the images.
     random_state : int or None, default=None
         Seeds the augmentation, the shuffling and the validation split. With an int, two
         fits on the same data give the same model on the same machine.
@@ -156,6 +165,7 @@ class FineTuner(ClassifierMixin, BaseEstimator):
         max_minutes: float | None = None,
         validation_split: float = 0.0,
         checkpoint_dir: str | os.PathLike[str] | None = "auto",
+        activation_cache: Any = None,
         random_state: int | None = None,
         verbose: int = 0,
         strategy: Any = None,
@@ -174,6 +184,7 @@ class FineTuner(ClassifierMixin, BaseEstimator):
         self.max_minutes = max_minutes
         self.validation_split = validation_split
         self.checkpoint_dir = checkpoint_dir
+        self.activation_cache = activation_cache
         self.random_state = random_state
         self.verbose = verbose
         self.strategy = strategy
@@ -230,6 +241,23 @@ class FineTuner(ClassifierMixin, BaseEstimator):
         if cd is not None and cd != "auto" and Path(cd).exists() and not Path(cd).is_dir():
             raise InvalidInputError(
                 f"`checkpoint_dir` must be a folder; received {str(cd)!r}, which is a file.")
+        ac = self.activation_cache
+        if ac is not None:
+            from ..cache import FeatureCache
+
+            if not isinstance(ac, FeatureCache | str | os.PathLike):
+                raise InvalidTypeError(
+                    "`activation_cache` must be a FeatureCache, a cache file path or None; "
+                    f"received {describe(ac)}.")
+            if self.trainable_blocks in ("all", 0):
+                raise InvalidInputError(
+                    "`activation_cache` needs a frozen bottom to cache: `trainable_blocks` "
+                    f"must be a positive number of blocks; received {self.trainable_blocks!r}."
+                )
+            if any(a != "flip" for a in aug):
+                raise InvalidInputError(
+                    "`augment` may only hold 'flip' with `activation_cache` (cached "
+                    f"activations cannot be shifted or zoomed); received {describe(aug)}.")
         rs = self.random_state
         if rs is not None and (isinstance(rs, bool) or not isinstance(rs, int | np.integer)):
             raise InvalidTypeError(
@@ -306,9 +334,6 @@ class FineTuner(ClassifierMixin, BaseEstimator):
         n_classes = len(classes)
         replicas = num_replicas(self.strategy)
         bs = int(self.batch_size) * replicas
-        kept = even_sample_count(len(x_arr), replicas, name="X")
-        x_arr, t_arr = x_arr[:kept], t_arr[:kept]
-        steps = -(-len(x_arr) // bs)
         epochs = int(self.epochs)
         seed = None if self.random_state is None else int(self.random_state)
 
@@ -328,12 +353,22 @@ class FineTuner(ClassifierMixin, BaseEstimator):
                 augment=tuple(self.augment), backbone_lr_scale=float(self.backbone_lr_scale),
                 seed=seed,
             )
+            top = None
+            if self.activation_cache is not None:  # the top blocks train on cached activations
+                top, train_model, x_arr, t_arr, val_arrays = self._on_activations(
+                    backbone, head_model, blocks, image_size, x_arr, t_arr, val_arrays)
+        kept = even_sample_count(len(x_arr), replicas, name="X")
+        x_arr, t_arr = x_arr[:kept], t_arr[:kept]
+        steps = -(-len(x_arr) // bs)
+        with strategy_scope(self.strategy):
             schedule = OneCycle(float(self.learning_rate), steps * epochs, warmup=0.15)
             optimizer = keras.optimizers.SGD(
                 schedule, momentum=0.9, nesterov=True,
                 weight_decay=float(self.weight_decay) or None)
             if self.weight_decay:
                 backbone_vars = {id(v) for v in backbone.weights}
+                if top is not None:
+                    backbone_vars |= {id(v) for v in top.weights}
                 optimizer.exclude_from_weight_decay(
                     var_list=[v for v in train_model.trainable_variables
                               if id(v) in backbone_vars or len(v.shape) < 2])
@@ -347,8 +382,8 @@ class FineTuner(ClassifierMixin, BaseEstimator):
         if val_arrays is not None:
             val_keras = (val_arrays[0], keras.utils.to_categorical(val_arrays[1], n_classes))
         self.initial_accuracy_ = (
-            float(np.mean(self._predict_with(classifier, val_arrays[0]).argmax(1)
-                          == val_arrays[1]))
+            float(np.mean(self._predict_with(train_model if top is not None else classifier,
+                                             val_arrays[0]).argmax(1) == val_arrays[1]))
             if val_arrays is not None else None)
 
         initial_epoch, spent, history = 0, 0.0, {}
@@ -392,6 +427,10 @@ class FineTuner(ClassifierMixin, BaseEstimator):
                 history.setdefault(k, []).extend(float(v) for v in vals)
         if ckpt is not None and ckpt.exists():
             ckpt.unlink()
+        if top is not None:
+            from ._model import copy_weights
+
+            copy_weights(top, backbone, strict=False)  # the trained top blocks, back
 
         self.classes_ = classes
         self.n_classes_ = n_classes
@@ -412,6 +451,35 @@ class FineTuner(ClassifierMixin, BaseEstimator):
                 f"max_minutes={self.max_minutes}; its schedule did not end.",
                 UserWarning, stacklevel=2)
         return self
+
+    def _on_activations(
+        self, backbone: Any, head_model: Any, blocks: list[str], image_size: tuple[int, int],
+        x: np.ndarray, t: np.ndarray, val: tuple[np.ndarray, np.ndarray] | None,
+    ) -> tuple[Any, Any, np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+        """The top model, its training model and the cached activations to train on."""
+        keras = import_keras()
+        from ..cache import FeatureCache
+        from ..extractors import layer_blocks
+        from ._activations import ActivationExtractor, cached_activations
+        from ._model import GradientScale, split_at
+
+        first = dict(layer_blocks(backbone))[blocks[0]][0]
+        bottom, top = split_at(backbone, first)
+        cache = self.activation_cache
+        cache = cache if isinstance(cache, FeatureCache) else FeatureCache(cache)
+        act = ActivationExtractor.of(self.extractor, bottom, cut_before=first,
+                                     image_size=image_size, batch_size=int(self.batch_size))
+        views = ("identity", "hflip") if "flip" in self.augment else ("identity",)
+        x_act = cached_activations(cache, act, x, views)
+        t_act = np.tile(t, len(views))
+        val_act = None
+        if val is not None:
+            val_act = (cached_activations(cache, act, val[0], ("identity",)), val[1])
+        inputs = keras.Input(shape=act.shape_, dtype="float32", name="activations")
+        feats = GradientScale(float(self.backbone_lr_scale), name="backbone_lr_scale")(
+            top(inputs))
+        model = keras.Model(inputs, head_model(feats), name="fine_tune_top")
+        return top, model, x_act, t_act, val_act
 
     def _validation(
         self, validation_data: Any, classes: np.ndarray, images: Any, targets: np.ndarray,
@@ -498,6 +566,7 @@ class FineTuner(ClassifierMixin, BaseEstimator):
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted labels (from ``classes_``) for images ``X``."""
+        self._check_fitted("predict")
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
     def export(self, path: str | os.PathLike[str], *, format: str = "keras") -> Path:  # noqa: A002

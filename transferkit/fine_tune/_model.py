@@ -20,6 +20,7 @@ Built from an extractor's :meth:`~transferkit.extractors.BaseExtractor.feature_m
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import keras
@@ -33,6 +34,7 @@ __all__ = [
     "GradientScale",
     "augmentation_layers",
     "build_training_model",
+    "split_at",
     "unfreeze_top_blocks",
 ]
 
@@ -136,3 +138,101 @@ def build_training_model(
     classifier = keras.Model(clean, head(backbone(clean, training=False)),
                              name="fine_tuned_classifier")
     return train_model, classifier
+
+
+def _histories(arg: Any) -> list[tuple[Any, ...]]:
+    """The ``keras_history`` (layer, node, tensor) of every tensor in a node's config."""
+    if isinstance(arg, dict) and arg.get("class_name") == "__keras_tensor__":
+        return [tuple(arg["config"]["keras_history"])]
+    if isinstance(arg, list | tuple):
+        return [h for a in arg for h in _histories(a)]
+    if isinstance(arg, dict):
+        return [h for v in arg.values() for h in _histories(v)]
+    return []
+
+
+def _rewired(arg: Any, old: tuple[Any, ...], new: tuple[Any, ...]) -> Any:
+    """A copy of a node's config in which tensor ``old`` is replaced by tensor ``new``."""
+    if isinstance(arg, dict) and arg.get("class_name") == "__keras_tensor__":
+        if tuple(arg["config"]["keras_history"]) == old:
+            arg = copy.deepcopy(arg)
+            arg["config"]["keras_history"] = list(new)
+        return arg
+    if isinstance(arg, list | tuple):
+        return [_rewired(a, old, new) for a in arg]
+    if isinstance(arg, dict):
+        return {k: _rewired(v, old, new) for k, v in arg.items()}
+    return arg
+
+
+def split_at(backbone: Any, first_layer: str) -> tuple[Any, Any]:
+    """``(bottom, top)``: ``backbone`` cut just before layer ``first_layer``.
+
+    ``bottom`` maps the images to the tensor ``first_layer`` reads (the activations at
+    the block boundary); ``top`` maps those activations to the features, so that
+    ``top(bottom(x)) == backbone(x)``. Both are new models rebuilt from the
+    backbone's configuration (public Keras API: ``get_config``/``from_config``) with
+    copies of its weights and its layers' ``trainable`` flags; copy ``top``'s trained
+    weights back with :func:`copy_weights`. A backbone whose later layers also read
+    tensors from before the cut (a skip connection across it) cannot be split there.
+    """
+    config = backbone.get_config()
+    layers = config["layers"]
+    names = [layer["name"] for layer in layers]
+    index = names.index(first_layer)
+    sources = {h for node in layers[index]["inbound_nodes"] for h in _histories(node)}
+    if len(sources) != 1 or layers[0]["class_name"] != "InputLayer":
+        raise InvalidInputError(
+            f"this backbone cannot be cut before layer {first_layer!r}: it reads "
+            f"{len(sources)} tensors; use full fine-tuning (activation_cache=None).")
+    (source,) = sources
+    cut = names.index(source[0])
+    new_input = copy.deepcopy(layers[0])
+    new_input["name"] = new_input["config"]["name"] = "activations"
+    new_input["config"]["batch_shape"] = [None, *backbone.get_layer(source[0]).output.shape[1:]]
+    kept: set[str] = set()
+    top_layers = [new_input]
+    for layer in layers[cut + 1:]:
+        reads = {h for node in layer["inbound_nodes"] for h in _histories(node)}
+        if not all(h == source or h[0] in kept for h in reads):
+            raise InvalidInputError(
+                f"this backbone cannot be cut before layer {first_layer!r}: layer "
+                f"{layer['name']!r} also reads activations from before it (a skip "
+                "connection); use full fine-tuning (activation_cache=None).")
+        layer = copy.deepcopy(layer)
+        layer["inbound_nodes"] = [_rewired(n, source, ("activations", 0, 0))
+                                  for n in layer["inbound_nodes"]]
+        top_layers.append(layer)
+        kept.add(layer["name"])
+    top = keras.Model.from_config({**config, "name": f"{backbone.name}_top",
+                                   "layers": top_layers,
+                                   "input_layers": ["activations", 0, 0]})
+    bottom = keras.Model.from_config({**config, "name": f"{backbone.name}_bottom",
+                                      "layers": copy.deepcopy(layers[: cut + 1]),
+                                      "output_layers": list(source)})
+    for model in (bottom, top):
+        copy_weights(backbone, model)
+    bottom.trainable = False
+    return bottom, top
+
+
+def copy_weights(source: Any, target: Any, *, strict: bool = True) -> None:
+    """Copy the weights and ``trainable`` flags of ``source``'s layers to ``target``'s
+    layers of the same names (those with weights).
+
+    ``strict``: every such layer of ``target`` must have its counterpart; otherwise
+    those without one are left as they are (copying a split-off top back).
+    """
+    by_name = {layer.name: layer for layer in source.layers}
+    for layer in target.layers:
+        if not layer.weights:
+            continue
+        match = by_name.get(layer.name)
+        if match is None and not strict:
+            continue
+        if match is None or len(match.weights) != len(layer.weights):
+            raise InvalidInputError(
+                f"layer {layer.name!r} has no counterpart in {source.name!r}; this backbone "
+                "cannot be split for cached activations (use activation_cache=None).")
+        layer.set_weights(match.get_weights())
+        layer.trainable = match.trainable
