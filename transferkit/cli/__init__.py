@@ -7,7 +7,10 @@ Commands (``transferkit COMMAND --help`` documents each):
 * ``evaluate``: a head + a cache entry -> accuracy, per-class report, confusion matrix.
 * ``info``: the entries of a cache, with their settings, shapes, sizes and dates.
 * ``train-cnn``: train the talk's CNN (``CifarCNN``) on CIFAR-10 and save it.
-* ``predict``: image files -> top-k classes, with a CifarCNN or an extractor + a head.
+* ``fine-tune``: fine-tune a backbone from its cached head; save one exportable classifier.
+* ``export``: a head and its extractor as one classifier (.keras, SavedModel, TFLite).
+* ``predict``: image files -> top-k classes, with a CifarCNN, an extractor + a head, or an
+  exported classifier.
 * ``demo``: the talk's transfer-learning flow end to end, offline if need be.
 
 Results go to standard output; progress (a bar on a terminal, plain lines

@@ -34,6 +34,7 @@ __all__ = [
     "EXIT_USAGE",
     "ProgressExtractor",
     "build_extractor",
+    "check_head_extractor",
     "config_difference",
     "echo",
     "extractor_summary",
@@ -193,7 +194,11 @@ def _is_keras_estimator(estimator: Any) -> bool:
     from ..extractors import CifarCNN
     from ..heads import DenseHead
 
-    return isinstance(estimator, CifarCNN | DenseHead)
+    if isinstance(estimator, CifarCNN | DenseHead):
+        return True
+    # A FineTuner's module is loaded once there is one; importing it imports TensorFlow.
+    fine_tune = sys.modules.get("transferkit.fine_tune")
+    return fine_tune is not None and isinstance(estimator, fine_tune.FineTuner)
 
 
 # =========================================================================== descriptions
@@ -348,6 +353,36 @@ def build_extractor(
     with options_checked(list(given)):  # a missing weights file stays exit code 1
         extractor.check_params()
     return extractor, {"name": name, "params": params, "cnn": None}
+
+
+def check_head_extractor(extractor: Any, saved: dict[str, Any], *, ignore: bool) -> None:
+    """Refuse an extractor whose features differ from those a head file was fitted on.
+
+    Parameters
+    ----------
+    extractor : BaseExtractor
+        The extractor the options describe (:func:`build_extractor`).
+    saved : dict
+        The ``extractor`` of the head file's provenance (``{}``: nothing to compare).
+    ignore : bool
+        ``--ignore-fingerprint``: use the extractor all the same.
+
+    Raises
+    ------
+    InvalidInputError
+        When the fingerprints differ (and not ``ignore``), saying which settings differ.
+    """
+    from ..exceptions import InvalidInputError
+
+    if not saved.get("fingerprint") or extractor.fingerprint == saved["fingerprint"] or ignore:
+        return
+    difference = config_difference(extractor.describe(), saved.get("config"), "given", "head")
+    raise InvalidInputError(
+        f"The extractor {extractor_summary(extractor.describe())} differs from the one "
+        f"the head was trained on: {difference}. Its predictions would be "
+        "meaningless. Drop the options that change it (or pass the same weights file "
+        "/ --cnn model), or pass --ignore-fingerprint."
+    )
 
 
 # =========================================================================== cache entries

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "EXPORT_SUFFIXES",
     "PARAM_OPTIONS",
     "HelpFormatter",
     "UsageError",
@@ -24,9 +25,11 @@ __all__ = [
     "add_entry_options",
     "add_extractor_options",
     "add_head_file_options",
+    "block_count",
     "check_extraction_memory",
     "check_read_memory",
     "common_options",
+    "export_target",
     "fraction",
     "input_file",
     "input_folder",
@@ -121,6 +124,21 @@ path_text = _text_type("a path")
 name_text = _text_type("a name")
 
 
+def block_count(text: str) -> int | str:
+    """``--blocks``: a non-negative integer (0: the head alone) or ``all``."""
+    if text.strip().lower() == "all":
+        return "all"
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(
+            f"expected a non-negative integer or 'all'; received {text!r}"
+        )
+    return value
+
+
 # --------------------------------------------------------------------------- paths
 
 
@@ -202,6 +220,42 @@ def png_output(option: str, text: str | None) -> Path | None:
     return output_path(option, text)
 
 
+#: Suffix of an exported classifier file -> its format (anything else: see export_target).
+EXPORT_SUFFIXES = {".keras": "keras", ".tflite": "tflite"}
+
+
+def export_target(option: str, text: str, fmt: str | None) -> tuple[Path, str]:
+    """Where and in which format to export a classifier, checked before any work.
+
+    Without ``fmt`` the suffix decides: ``.keras`` a Keras file, ``.tflite`` TensorFlow
+    Lite, none a SavedModel folder; another suffix (``.h5``...) is a usage error, as is
+    a suffix that does not fit ``fmt``. The location must be writable
+    (:func:`output_path`).
+    """
+    path = Path(text).expanduser()
+    suffix = path.suffix
+    wanted = {v: k for k, v in EXPORT_SUFFIXES.items()}
+    if fmt is None:
+        if suffix in EXPORT_SUFFIXES:
+            fmt = EXPORT_SUFFIXES[suffix]
+        elif not suffix:
+            fmt = "saved_model"
+        else:
+            raise UsageError(
+                f"{option} must end in .keras (a Keras file) or .tflite (TensorFlow Lite), or "
+                f"name a folder without a suffix (a SavedModel); received {text!r} (or pass "
+                "--format)"
+            )
+    elif fmt in wanted and suffix != wanted[fmt]:
+        raise UsageError(f"{option} must end in {wanted[fmt]} for --format {fmt}; "
+                         f"received {text!r}")
+    elif fmt == "saved_model" and suffix in EXPORT_SUFFIXES:
+        raise UsageError(f"{option}: --format saved_model writes a folder, not a "
+                         f"{suffix} file; received {text!r}")
+    output_path(option, text, folder=fmt == "saved_model")
+    return path, fmt
+
+
 def weights_file(args: argparse.Namespace) -> None:
     """``--weights`` is imagenet, none or a weights file (not a folder)."""
     weights = getattr(args, "weights", None)
@@ -225,6 +279,9 @@ PARAM_OPTIONS = {
     "early_stopping": "--early-stopping",
     "preset": "--preset",
     "random_state": "--seed",
+    "trainable_blocks": "--blocks",
+    "max_minutes": "--max-minutes",
+    "checkpoint_dir": "--checkpoint-dir",
 }
 
 
@@ -365,8 +422,14 @@ def add_command(
     )
 
 
-def add_extractor_options(p: argparse.ArgumentParser, *, with_cnn: bool = True) -> None:
-    """The ``extractor`` group: --extractor, --weights, --layer, ... (and --cnn)."""
+def add_extractor_options(
+    p: argparse.ArgumentParser, *, with_cnn: bool = True,
+    batch_help: str = "images per forward pass",
+) -> None:
+    """The ``extractor`` group: --extractor, --weights, --layer, ... (and --cnn).
+
+    ``batch_help`` is the help of --batch-size (a command that also trains says so).
+    """
     g = p.add_argument_group("extractor")
     g.add_argument("--extractor", type=name_text, metavar="NAME",
                    help="registered extractor (`python -c 'import transferkit; print("
@@ -382,8 +445,7 @@ def add_extractor_options(p: argparse.ArgumentParser, *, with_cnn: bool = True) 
     g.add_argument("--input-size", type=positive_int, metavar="N",
                    help="side images are resized to inside the model (VGG-16 default: the "
                         "images' own size)")
-    g.add_argument("--batch-size", type=positive_int, metavar="N",
-                   help="images per forward pass")
+    g.add_argument("--batch-size", type=positive_int, metavar="N", help=batch_help)
     if with_cnn:
         g.add_argument("--cnn", type=path_text, metavar="PATH.keras",
                        help="a trained CifarCNN (from `transferkit train-cnn`) as the extractor")

@@ -34,11 +34,13 @@ from ..exceptions import InvalidInputError, InvalidTypeError, NotFittedError
 from ..extractors import BaseExtractor
 from ._checkpoint import default_checkpoint_dir, load_checkpoint, run_key, save_checkpoint
 from ._extractor import FineTunedExtractor
-from ._model import AUGMENTATIONS
 
 __all__ = ["FineTuner"]
 
 _PREDICT_BATCH = 64
+#: Augmentations a fine-tune can apply to its training images (before any resizing);
+#: the layers are made in ``_model.augmentation_layers``.
+AUGMENTATIONS = ("flip", "translate", "zoom", "brightness")
 
 
 class FineTuner(ClassifierMixin, BaseEstimator):

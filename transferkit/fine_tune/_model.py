@@ -30,7 +30,6 @@ from ..exceptions import InvalidInputError
 from ..extractors import layer_blocks
 
 __all__ = [
-    "AUGMENTATIONS",
     "GradientScale",
     "augmentation_layers",
     "build_training_model",
@@ -38,8 +37,6 @@ __all__ = [
     "unfreeze_top_blocks",
 ]
 
-#: Augmentations a fine-tune can apply to its training images (before any resizing).
-AUGMENTATIONS = ("flip", "translate", "zoom", "brightness")
 #: Largest shift of "translate", as a fraction of the side (2 pixels of 32).
 _TRANSLATE = 0.0625
 

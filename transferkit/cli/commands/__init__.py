@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import demo, evaluate, extract, fit, info, predict, train_cnn
+from . import demo, evaluate, export, extract, fine_tune, fit, info, predict, train_cnn
 
 __all__ = ["COMMANDS"]
 
@@ -21,6 +21,8 @@ COMMANDS: dict[str, ModuleType] = {
     "evaluate": evaluate,
     "info": info,
     "train-cnn": train_cnn,
+    "fine-tune": fine_tune,
+    "export": export,
     "predict": predict,
     "demo": demo,
 }

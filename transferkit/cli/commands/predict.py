@@ -1,4 +1,4 @@
-"""``transferkit predict``: image files -> top-k classes, with a CifarCNN or extractor + head."""
+"""``transferkit predict``: image files -> top-k classes, with a CifarCNN, a head or a model."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from .._common import (
     EXIT_OK,
     ProgressExtractor,
     build_extractor,
-    config_difference,
+    check_head_extractor,
     echo,
     extractor_summary,
     load_head,
@@ -41,10 +41,11 @@ def add_parser(subparsers: Any, parents: Sequence[argparse.ArgumentParser]) -> N
         subparsers, parents,
         "predict", "classify image files",
         "Top-k classes with probabilities for image files (paths, folders or globs), with a "
-        "trained CifarCNN (--cnn) or an extractor + a head (--head). A head written by "
-        "`transferkit fit` knows its extractor and image size; other heads need --extractor "
-        "and its options.",
+        "trained CifarCNN (--cnn), an extractor + a head (--head) or an exported classifier "
+        "(--model, from `fine-tune` or `export`). A head written by `transferkit fit` knows "
+        "its extractor and image size; other heads need --extractor and its options.",
         "  transferkit predict cat.jpg dog.png --cnn cifar_cnn.keras\n"
+        "  transferkit predict photos/ --model fine_tuned.keras --top-k 1\n"
         "  transferkit predict 'photos/*.jpg' --head head.tkhead --top-k 5 --plot preds.png\n"
         "  transferkit predict img/ --head head.tkhead --extractor vgg16 --input-size 64 "
         "--ignore-fingerprint",
@@ -52,10 +53,14 @@ def add_parser(subparsers: Any, parents: Sequence[argparse.ArgumentParser]) -> N
     p.add_argument("images", nargs="+", type=path_text, metavar="IMAGE",
                    help="image files, folders (searched recursively) or glob patterns")
     p.add_argument("--head", type=path_text, metavar="FILE", help="head file (from `fit`)")
+    p.add_argument("--model", type=path_text, metavar="PATH",
+                   help="an exported classifier: a .keras file or a SavedModel folder (from "
+                        "`fine-tune` or `export`)")
     add_extractor_options(p)
     p.add_argument("--image-size", type=positive_int, metavar="N",
-                   help="side images are resized to when read (default: what the head was "
-                        "trained on, else --input-size, else 224)")
+                   help="side images are resized to when read (default: the --model's or "
+                        "--cnn's size, what the head was trained on, else --input-size, else "
+                        "224)")
     p.add_argument("--top-k", type=positive_int, default=3, metavar="K",
                    help="classes shown per image")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -90,12 +95,47 @@ def _with_cnn(args: argparse.Namespace, files: list[Path]) -> tuple[Any, Any, li
     return images, probs, classes, f"CifarCNN {args.cnn}"
 
 
+def _with_model(args: argparse.Namespace, files: list[Path]) -> tuple[Any, Any, list[str], str]:
+    """Images, probabilities, classes and a description, with the classifier of --model."""
+    from ...datasets.images import read_images
+    from ...exceptions import InvalidInputError
+    from ...export import load_classifier
+
+    given = [o for o, v in (("--extractor", args.extractor), ("--weights", args.weights),
+                            ("--layer", args.layer), ("--pooling", args.pooling),
+                            ("--input-size", args.input_size)) if v is not None]
+    if given:
+        raise UsageError(f"{', '.join(given)} do{'es' if len(given) == 1 else ''} not apply to "
+                         "--model: an exported classifier holds its backbone and head")
+    path = Path(args.model).expanduser()
+    if path.is_file() and path.suffix != ".keras":
+        raise UsageError(
+            f"--model must be a .keras file or a SavedModel folder (from `transferkit "
+            f"fine-tune` or `transferkit export`); received {args.model!r}"
+            + (": TensorFlow Lite files are for TFLite runtimes" if path.suffix == ".tflite"
+               else "")
+        )
+    if not path.exists():
+        raise InvalidInputError(
+            f"`--model` must be a classifier exported by `transferkit fine-tune` or "
+            f"`transferkit export`; {str(path)!r} does not exist."
+        )
+    classifier = load_classifier(path)
+    size = classifier.image_size
+    if args.image_size is not None:
+        size = (args.image_size, args.image_size)  # the model resizes to its own size
+    check_read_memory("--image-size", size, len(files))  # type: ignore[arg-type]
+    images = read_images(files, size)  # type: ignore[arg-type]
+    probs = classifier.predict_proba(images, batch_size=args.batch_size or 64)
+    classes = [str(c) for c in classifier.classes_.tolist()]
+    return images, probs, classes, f"classifier {args.model}"
+
+
 def _with_head(args: argparse.Namespace, files: list[Path]) -> tuple[Any, Any, list[str], str]:
     """Images, probabilities, classes and a description, with --head and its extractor."""
     import numpy as np
 
     from ...datasets.images import read_images
-    from ...exceptions import InvalidInputError
     from ...heads import class_probabilities
 
     head, prov = load_head(args)
@@ -106,18 +146,7 @@ def _with_head(args: argparse.Namespace, files: list[Path]) -> tuple[Any, Any, l
             "written by `transferkit fit`): pass --extractor NAME and its options"
         )
     extractor, _ = build_extractor(args, saved)
-    if saved.get("fingerprint") and extractor.fingerprint != saved["fingerprint"] and not (
-        args.ignore_fingerprint
-    ):
-        difference = config_difference(
-            extractor.describe(), saved.get("config"), "given", "head"
-        )
-        raise InvalidInputError(
-            f"The extractor {extractor_summary(extractor.describe())} differs from the one "
-            f"the head was trained on: {difference}. Its predictions would be "
-            "meaningless. Drop the options that change it (or pass the same weights file "
-            "/ --cnn model), or pass --ignore-fingerprint."
-        )
+    check_head_extractor(extractor, saved, ignore=args.ignore_fingerprint)
     size_option = "--image-size"
     if args.image_size is not None:
         size = (args.image_size, args.image_size)
@@ -149,11 +178,17 @@ def run(args: argparse.Namespace) -> int:
 
     from ...datasets.images import expand_image_paths
 
-    if (args.cnn is None) == (args.head is None):
-        raise UsageError("pass either --cnn PATH.keras or --head PATH (with its extractor)")
+    given = [o for o, v in (("--cnn", args.cnn), ("--head", args.head), ("--model", args.model))
+             if v is not None]
+    if len(given) != 1:
+        received = f"; received {' and '.join(given)}" if given else ""
+        raise UsageError("pass one of --cnn PATH.keras, --head PATH (with its extractor) or "
+                         f"--model PATH (an exported classifier){received}")
     plot = png_output("--plot", args.plot)
     files = expand_image_paths(args.images)
-    if args.cnn is not None:
+    if args.model is not None:
+        images, probs, classes, what = _with_model(args, files)
+    elif args.cnn is not None:
         images, probs, classes, what = _with_cnn(args, files)
     else:
         images, probs, classes, what = _with_head(args, files)
