@@ -16,13 +16,16 @@ Invariants the feature cache relies on (changing any of them changes features, s
 needs a new ``FEATURE_VERSION`` or a new fingerprint entry):
 
 - The fingerprint's configuration is ``weights`` (:meth:`FrozenBackbone._weights_identity`),
-  ``layer``, ``pooling`` (``None`` for the classifier's outputs), ``input_size``,
+  ``layer`` (the name; a list of the names when there are several), ``pooling`` (``None``
+  for the classifier's outputs), ``input_size``,
   ``resize_method`` (``None`` without resizing), the preprocessing's name, any
   :attr:`FrozenBackbone.extra_config`, and ``dtype``, in that order, after the
   subclass's own leading entries.
 - The forward function casts to float32, resizes (``tf.image.resize``) when
   ``input_size`` is set, preprocesses, runs the model and returns float32 features;
-  pooling layers compute in float32 whatever the dtype.
+  pooling layers compute in float32 whatever the dtype. With several layers, each map is
+  pooled on its own and the vectors are concatenated in the order of ``layer``;
+  ``"avgmax"`` pooling concatenates the average and the maximum, ``[avg, max]``.
 - ``weights=None`` initialises from ``numpy.random.default_rng(seed)`` alone, never
   from a global RNG, so equal seeds give equal weights on every machine.
 - Weights files are resolved (downloaded, converted) before the model is built and
@@ -34,7 +37,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -52,11 +55,14 @@ __all__ = [
     "PREPROCESSING",
     "RESIZE_METHODS",
     "FrozenBackbone",
+    "check_layer_sequence",
     "fetch_keras_weights",
     "flat_model",
     "keras_application",
     "keras_weights_path",
+    "layer_list",
     "load_weights_strictly",
+    "pool_features",
     "preprocess_family",
     "seeded_glorot_init",
     "seeded_lecun_init",
@@ -64,8 +70,9 @@ __all__ = [
     "warn_if_emulated_bf16",
 ]
 
-#: Ways a feature map becomes a vector, for the frozen backbones.
-POOLINGS = ("avg", "max", "flatten")
+#: Ways a feature map becomes a vector, for the frozen backbones ("avgmax": the average
+#: and the maximum of each channel, concatenated as [avg, max]).
+POOLINGS = ("avg", "max", "flatten", "avgmax")
 #: Interpolations for resizing inside the model, as in ``tf.image.resize``.
 RESIZE_METHODS = ("bilinear", "nearest", "bicubic", "area", "lanczos3", "gaussian")
 
@@ -117,6 +124,74 @@ def validate_backbone_params(extractor: Any, *, backbone: str, min_size: int) ->
             f"`weights` must be 'imagenet', None or the path of an existing weights file; "
             f"received {str(w)!r}, which does not exist."
         )
+
+
+def layer_list(layer: Any) -> list[Any]:
+    """``layer`` as a list of names: ``[layer]`` for one name (or ``None``), else its items.
+
+    A tuple and a list of the same names give the same list, which is what the
+    fingerprint records for several layers.
+    """
+    return list(layer) if isinstance(layer, tuple | list) else [layer]
+
+
+def check_layer_sequence(layer: Any) -> None:
+    """Check a tuple or list ``layer`` (several layers at once); other values pass.
+
+    It must hold at least one name, every entry a non-empty string, no name twice, and
+    not ``"predictions"`` next to other layers (the classifier's probabilities are a
+    model of their own). Messages name ``layer`` and the bad entry.
+    """
+    if not isinstance(layer, tuple | list):
+        return
+    if not layer:
+        raise InvalidInputError(
+            f"`layer` must name at least one layer; received an empty {type(layer).__name__}."
+        )
+    for entry in layer:
+        if not isinstance(entry, str) or not entry:
+            raise InvalidTypeError(
+                "every entry of `layer` must be a layer name (a non-empty string); received "
+                f"{describe(entry)} in `layer={layer!r}`."
+            )
+    seen: set[str] = set()
+    for entry in layer:
+        if entry in seen:
+            raise InvalidInputError(
+                f"`layer` names {entry!r} twice; each layer may appear once. Received "
+                f"`layer={layer!r}`."
+            )
+        seen.add(entry)
+    if "predictions" in seen and len(layer) > 1:
+        raise InvalidInputError(
+            "`layer` cannot combine 'predictions' (the classifier's probabilities) with "
+            f"other layers; pass `layer='predictions'` alone. Received `layer={layer!r}`."
+        )
+
+
+def pool_features(x: Any, pooling: str, *, name: str | None = None) -> Any:
+    """A feature map (n, h, w, c) pooled to vectors by float32 Keras layers.
+
+    ``"avg"``: (n, c), ``"max"``: (n, c), ``"avgmax"``: (n, 2c), the average then the
+    maximum of each channel; ``"flatten"``: (n, h * w * c). ``name`` prefixes the
+    layers' names (Keras names them when it is ``None``). bfloat16 maps are pooled in
+    float32.
+    """
+    keras = import_keras()
+
+    def named(suffix: str) -> dict[str, str]:
+        return {} if name is None else {"name": f"{name}_{suffix}"}
+
+    if pooling == "avgmax":
+        avg = keras.layers.GlobalAveragePooling2D(dtype="float32", **named("avg"))(x)
+        top = keras.layers.GlobalMaxPooling2D(dtype="float32", **named("max"))(x)
+        return keras.layers.Concatenate(dtype="float32", **named("avgmax"))([avg, top])
+    layer = {
+        "avg": keras.layers.GlobalAveragePooling2D,
+        "max": keras.layers.GlobalMaxPooling2D,
+        "flatten": keras.layers.Flatten,
+    }[pooling]
+    return layer(dtype="float32", **named(pooling))(x)
 
 
 def preprocess_family(x: Any, family: str) -> Any:
@@ -324,6 +399,12 @@ class FrozenBackbone(BaseExtractor):
     and :meth:`_imagenet_weights_file`; the other hooks have defaults that fit a
     ``keras.applications``-style model. ``tests/test_extractors.py`` has a complete
     example in about 30 lines (``_TinyBackbone``).
+
+    ``layer`` is one layer name, or a tuple or list of names: each layer's map is then
+    pooled on its own (with ``pooling``) and the vectors are concatenated in the order
+    given. The parameter is stored as given (scikit-learn's ``clone`` requires it); a
+    sequence of one name is the same extractor as that name (same features, same
+    fingerprint).
     """
 
     #: The network's name in messages ("VGG-16").
@@ -340,7 +421,7 @@ class FrozenBackbone(BaseExtractor):
         self,
         *,
         weights: str | os.PathLike[str] | None = "imagenet",
-        layer: str | None = None,
+        layer: str | Sequence[str] | None = None,
         pooling: str = "avg",
         input_size: int | None = None,
         resize_method: str = "bilinear",
@@ -373,21 +454,38 @@ class FrozenBackbone(BaseExtractor):
         raise NotImplementedError
 
     def _check_own_params(self) -> None:
-        """Check the parameters particular to this backbone (before the shared ones)."""
-        if self.layer_choices is not None:
+        """Check the parameters particular to this backbone (before the shared ones).
+
+        Runs after :func:`check_layer_sequence`, so a tuple or list ``layer`` holds
+        distinct non-empty strings.
+        """
+        if self.layer_choices is None:
+            return
+        if not isinstance(self.layer, tuple | list):
             check_choice("layer", self.layer, self.layer_choices)
+            return
+        for name in self.layer:
+            if name not in self.layer_choices:
+                raise InvalidInputError(
+                    f"every entry of `layer` must be one of {list(self.layer_choices)}; "
+                    f"received {name!r} in `layer={self.layer!r}`."
+                )
+
+    def _layer_names(self) -> list[Any]:
+        """The layers whose outputs become the features, in order (see :func:`layer_list`)."""
+        return layer_list(self.layer)
 
     @property
     def _include_top(self) -> bool:
         """Whether the features come from the classifier (the model with its top)."""
-        return self.layer == "predictions"
+        return "predictions" in self._layer_names()
 
-    def _output_tensor(self, base: Any) -> Any:
-        """The tensor of ``base`` that becomes the features (before pooling)."""
-        return base.get_layer(self.layer).output
+    def _output_tensor(self, base: Any, layer: Any) -> Any:
+        """The tensor of ``base`` for one entry of ``layer`` (before pooling)."""
+        return base.get_layer(layer).output
 
     def _trunk_name(self) -> str:
-        return f"{self.registry_name}_{self.layer}"
+        return f"{self.registry_name}_{'_'.join(map(str, self._layer_names()))}"
 
     def _random_init(self, base: Any) -> None:
         """Seeded random weights for ``weights=None``."""
@@ -413,6 +511,7 @@ class FrozenBackbone(BaseExtractor):
     # ---------------------------------------------------------------- parameters
     def _validate_params(self) -> None:
         super()._validate_params()
+        check_layer_sequence(self.layer)
         self._check_own_params()
         validate_backbone_params(
             self, backbone=self.backbone_name, min_size=self._native_min_size()
@@ -426,10 +525,14 @@ class FrozenBackbone(BaseExtractor):
         return self._file_identity(self.weights)
 
     def _feature_config(self) -> dict[str, Any]:
+        names = self._layer_names()
+        several = len(names) > 1
         return {
             "weights": self._weights_identity(),
-            "layer": self.layer,
-            "pooling": None if self._include_top else self.pooling,
+            # one name as itself (the fingerprints of single layers never change);
+            # several as a list, so a tuple and a list of the same names agree
+            "layer": names if several else names[0],
+            "pooling": None if self._include_top and not several else self.pooling,
             "input_size": self.input_size,
             "resize_method": self.resize_method if self.input_size else None,
             "preprocessing": self._preprocessing()[0],
@@ -462,16 +565,20 @@ class FrozenBackbone(BaseExtractor):
             load_weights_strictly(base, path, what=self.backbone_name, include_top=top)
             self._after_load(base)
         base.trainable = False
-        out = self._output_tensor(base)
-        if len(out.shape) == 4 and not self._include_top:
-            pool = {  # float32 layers: bfloat16 maps are pooled in float32
-                "avg": keras.layers.GlobalAveragePooling2D(dtype="float32"),
-                "max": keras.layers.GlobalMaxPooling2D(dtype="float32"),
-                "flatten": keras.layers.Flatten(dtype="float32"),
-            }[self.pooling]
-            out = pool(out)
-        elif len(out.shape) > 2:
-            out = keras.layers.Flatten(dtype="float32")(out)
+        names = self._layer_names()
+        several = len(names) > 1
+        vectors = []
+        for i, name in enumerate(names):
+            out = self._output_tensor(base, name)
+            if len(out.shape) == 4 and (several or not self._include_top):
+                # float32 layers: bfloat16 maps are pooled in float32
+                out = pool_features(out, self.pooling,
+                                    name=f"features_{i}_pool" if several else None)
+            elif len(out.shape) > 2:
+                out = keras.layers.Flatten(dtype="float32")(out)
+            vectors.append(out)
+        if several:
+            out = keras.layers.Concatenate(dtype="float32", name="features_concat")(vectors)
         return keras.Model(base.input, out, name=self._trunk_name()), base
 
     def _build_trunk(self, size: tuple[int, int], *, weights: bool = True) -> Any:

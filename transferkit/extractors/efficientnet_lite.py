@@ -40,7 +40,7 @@ import hashlib
 import importlib.util
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -452,14 +452,18 @@ class EfficientNetLite0Extractor(FrozenBackbone):
         ``None``: random weights, seeded by ``seed`` (for tests). A path: a legacy-format
         PyTorch state dict (``.pth``/``.pt``, converted and cached likewise) or a Keras
         weights file of this architecture.
-    layer : str, default="top"
+    layer : str or sequence of str, default="top"
         Output that becomes the features: ``"stem"`` (32 channels), ``"block1"`` ...
         ``"block7"`` (stage outputs: 16, 24, 40, 80, 112, 192, 320 channels), ``"top"``
         (the 1280-channel head) or ``"predictions"`` (the 1,000 ImageNet softmax
         probabilities, i.e. ``include_top``; use ``input_size=224`` for ImageNet
-        accuracy).
-    pooling : {"avg", "max", "flatten"}, default="avg"
-        How a feature map becomes a vector. Ignored for ``"predictions"``.
+        accuracy). A tuple or list of distinct names, e.g. ``("block6", "top")``,
+        concatenates the layers' pooled vectors in that order (192 + 1280 = 1472
+        features with ``pooling="avg"``); ``"predictions"`` cannot be one of several.
+    pooling : {"avg", "max", "avgmax", "flatten"}, default="avg"
+        How a feature map becomes a vector: the average or the maximum of each channel,
+        both (``"avgmax"``: ``[avg, max]``, twice the channels), or the whole map
+        flattened. Ignored for ``"predictions"``.
     input_size : int or None, default=None
         Side length images are resized to inside the model. ``None`` keeps the images'
         own size (at least 32x32).
@@ -495,7 +499,7 @@ class EfficientNetLite0Extractor(FrozenBackbone):
         self,
         *,
         weights: str | os.PathLike[str] | None = "imagenet",
-        layer: str = "top",
+        layer: str | Sequence[str] = "top",
         pooling: str = "avg",
         input_size: int | None = None,
         resize_method: str = "bilinear",
@@ -533,8 +537,8 @@ class EfficientNetLite0Extractor(FrozenBackbone):
     def _random_init(self, base: Any) -> None:
         _seeded_init(base, int(self.seed))
 
-    def _output_tensor(self, base: Any) -> Any:
-        return base.get_layer(_LAYER_NAMES[self.layer]).output
+    def _output_tensor(self, base: Any, layer: Any) -> Any:
+        return base.get_layer(_LAYER_NAMES[layer]).output
 
 
 def _scale_input(x: Any) -> Any:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -211,13 +211,18 @@ class KerasApplicationExtractor(FrozenBackbone):
         where). ``None``: random weights, seeded by ``seed`` (for tests). A path: a
         Keras weights file for this architecture (``include_top=False`` unless
         ``layer="predictions"``).
-    layer : str or None, default=None
+    layer : str, sequence of str or None, default=None
         ``None``: the last feature map (the model without its classifier).
         ``"predictions"``: the 1,000 ImageNet softmax probabilities (the full model).
         Any other string: the name of a layer of the model without its classifier
-        (see :meth:`layer_names`).
-    pooling : {"avg", "max", "flatten"}, default="avg"
-        How a feature map becomes a vector. Ignored for vector outputs.
+        (see :meth:`layer_names`). A tuple or list of distinct layer names, e.g.
+        ``("conv4_block6_out", "conv5_block3_out")`` for ResNet50, concatenates the
+        layers' pooled vectors in that order (width: the sum of theirs); it cannot hold
+        ``None`` or ``"predictions"``.
+    pooling : {"avg", "max", "avgmax", "flatten"}, default="avg"
+        How a feature map becomes a vector: the average or the maximum of each channel,
+        both (``"avgmax"``: ``[avg, max]``, twice the channels), or the whole map
+        flattened. Ignored for vector outputs.
     input_size : int or None, default=None
         Side length images are resized to inside the model. ``None`` keeps the
         images' own size (at least the architecture's minimum, e.g. 32, or 75 for
@@ -253,7 +258,7 @@ class KerasApplicationExtractor(FrozenBackbone):
         *,
         architecture: str = "ResNet50",
         weights: str | os.PathLike[str] | None = "imagenet",
-        layer: str | None = None,
+        layer: str | Sequence[str] | None = None,
         pooling: str = "avg",
         input_size: int | None = None,
         resize_method: str = "bilinear",
@@ -278,10 +283,13 @@ class KerasApplicationExtractor(FrozenBackbone):
 
     def _check_own_params(self) -> None:
         check_choice("architecture", self.architecture, ARCHITECTURES)
+        if isinstance(self.layer, tuple | list):  # entries checked by check_layer_sequence
+            return
         if self.layer is not None and (not isinstance(self.layer, str) or not self.layer):
             raise InvalidTypeError(
                 "`layer` must be None, 'predictions' or the name of a layer of "
-                f"{self.architecture}; received {describe(self.layer)}."
+                f"{self.architecture} (or a tuple or list of such names); received "
+                f"{describe(self.layer)}."
             )
 
     def _native_min_size(self) -> int:
@@ -337,16 +345,22 @@ class KerasApplicationExtractor(FrozenBackbone):
         if self.weights == "imagenet" and self.architecture.startswith("EfficientNetB"):
             _fix_efficientnet_imagenet(base)
 
-    def _output_tensor(self, base: Any) -> Any:
-        if self.layer is None or self._include_top:
+    def _output_tensor(self, base: Any, layer: Any) -> Any:
+        if layer is None or self._include_top:
             return base.output
         try:
-            return base.get_layer(self.layer).output
+            return base.get_layer(layer).output
         except ValueError:
             names = [lay.name for lay in base.layers[1:]]
+            if isinstance(self.layer, tuple | list):
+                raise InvalidInputError(
+                    f"every entry of `layer` must be a layer of {self.architecture} such as "
+                    f"{names[-3:]} (see `layer_names()`); received {layer!r} in "
+                    f"`layer={self.layer!r}`."
+                ) from None
             raise InvalidInputError(
                 f"`layer` must be None, 'predictions' or a layer of {self.architecture} "
-                f"such as {names[-3:]} (see `layer_names()`); received {self.layer!r}."
+                f"such as {names[-3:]} (see `layer_names()`); received {layer!r}."
             ) from None
 
     def _trunk_name(self) -> str:

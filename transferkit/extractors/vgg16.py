@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..exceptions import InvalidInputError
@@ -66,13 +66,18 @@ class VGG16Extractor(FrozenBackbone):
         ``~/.keras/models``; offline, a :class:`~transferkit.exceptions.WeightsNotFoundError`
         says which file to put where). ``None``: random weights, seeded by ``seed``
         (for tests). A path: a Keras weights file for this architecture.
-    layer : str, default="block5_pool"
+    layer : str or sequence of str, default="block5_pool"
         Layer whose output becomes the features: any ``block{i}_conv{j}``,
         ``block{i}_pool``, or ``"fc1"``, ``"fc2"``, ``"predictions"`` (these need the
-        full 224x224 ImageNet model: ``input_size=224``).
-    pooling : {"avg", "max", "flatten"}, default="avg"
-        How a convolutional feature map becomes a vector. Ignored for ``fc1``,
-        ``fc2`` and ``predictions``, whose outputs already are vectors.
+        full 224x224 ImageNet model: ``input_size=224``). A tuple or list of distinct
+        names, e.g. ``("block4_pool", "block5_pool")``, concatenates the layers' pooled
+        vectors in that order (width: the sum of theirs); ``"predictions"`` cannot be
+        one of several.
+    pooling : {"avg", "max", "avgmax", "flatten"}, default="avg"
+        How a convolutional feature map becomes a vector: the average or the maximum of
+        each channel, both (``"avgmax"``: ``[avg, max]``, twice the channels), or the
+        whole map flattened. Ignored for ``fc1``, ``fc2`` and ``predictions``, whose
+        outputs already are vectors.
     input_size : int or None, default=None
         Side length images are resized to inside the model. ``None`` keeps the
         images' own size (at least 32x32).
@@ -105,7 +110,7 @@ class VGG16Extractor(FrozenBackbone):
         self,
         *,
         weights: str | os.PathLike[str] | None = "imagenet",
-        layer: str = "block5_pool",
+        layer: str | Sequence[str] = "block5_pool",
         pooling: str = "avg",
         input_size: int | None = None,
         resize_method: str = "bilinear",
@@ -128,7 +133,7 @@ class VGG16Extractor(FrozenBackbone):
 
     @property
     def _include_top(self) -> bool:
-        return self.layer in _TOP_LAYERS
+        return any(name in _TOP_LAYERS for name in self._layer_names())
 
     def _build_base(self, size: tuple[int, int]) -> Any:
         return keras_application("VGG16", size, include_top=self._include_top)
