@@ -150,26 +150,26 @@ def test_resumes_from_the_last_epoch_after_a_kill(tmp_path, data, fitted_head) -
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None:
-        if folder.is_dir() and any(folder.glob("*.npz")):
+        if folder.is_dir() and any(folder.glob("fine-tune-*.npz")):  # not a temp file
             break
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, proc.stderr.read()[-2000:]
-    assert len(list(folder.glob("*.npz"))) == 1
+    assert len(list(folder.glob("fine-tune-*.npz"))) == 1
     # Another call (another seed) starts over and leaves the first run's checkpoint alone.
     with warnings.catch_warnings(record=True) as other:
         warnings.simplefilter("always")
         _tuner(fitted_head, checkpoint_dir=folder, random_state=1, epochs=1).fit(x, y)
     assert not [w for w in other if "resuming" in str(w.message)]
-    assert len(list(folder.glob("*.npz"))) == 1
+    assert len(list(folder.glob("fine-tune-*.npz"))) == 1
     # The same call resumes after the last completed epoch, and says so.
     same = _tuner(fitted_head, checkpoint_dir=folder, epochs=epochs, learning_rate=0.05)
     with pytest.warns(UserWarning, match="resuming from the checkpoint of epoch") as caught:
         same.fit(x, y)
     assert 1 <= same.resumed_from_epoch_ < epochs, [str(w.message) for w in caught]
     assert same.n_iter_ == epochs and len(same.history_["loss"]) == epochs
-    assert list(folder.glob("*.npz")) == []  # a completed run removes its checkpoint
+    assert list(folder.glob("fine-tune-*.npz")) == []  # a completed run removes it
     assert same.score(x, y) >= 0.5
 
 
