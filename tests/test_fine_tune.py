@@ -193,6 +193,10 @@ def test_bad_input_is_refused_before_training(data, fitted_head, tmp_path) -> No
                         ("label_smoothing", 1.0)):
         with pytest.raises(exc.InvalidInputError, match=f"`{name}`"):
             _tuner(fitted_head, **{name: value}).fit(x, y)
+    # an extractor whose weights are unavailable: its own error, before any training
+    with pytest.raises(exc.WeightsNotFoundError, match="TinyBlocks"):
+        FineTuner(extractor=TinyBlocks(weights="imagenet"), head=fitted_head,
+                  checkpoint_dir=None).fit(x, y)
     # a head file fitted on another extractor's features
     path = tmp_path / "other.tkhead"
     save_head(fitted_head, path, provenance={"extractor": {"fingerprint": "f" * 64}})
