@@ -7,7 +7,9 @@ seed; several seeds for the small counts), four ways to a classifier:
   features (extracted once for all training images, through the FeatureCache);
 - ``frozen + dense``: a one-hidden-layer DenseHead on the same features;
 - ``fine-tuned``: FineTuner from the logreg head, top ``--blocks`` blocks trained on
-  the subset's images (``--ft-epochs`` epochs, at most ``--ft-minutes`` each run);
+  the cached activations of the subset's images and their mirror images
+  (``activation_cache``; ``--ft-on-images`` trains on the images instead), at least
+  ``--ft-epochs`` epochs and about 200 steps, at most ``--ft-minutes`` each run;
 - ``CifarCNN``: ``CifarCNN(preset="fast")`` trained from scratch on the subset's
   images (epochs scaled so every run makes at least ``--cnn-steps`` steps, at most
   ``--cnn-minutes``).
@@ -68,6 +70,12 @@ def main() -> None:
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     p.add_argument("--blocks", default="2", help="fine-tune: blocks trained, or 'all'")
     p.add_argument("--ft-epochs", type=int, default=10)
+    p.add_argument("--ft-lr", type=float, default=0.01)
+    p.add_argument("--ft-lr-scale", type=float, default=1.0)
+    p.add_argument("--ft-on-images", action="store_true",
+                   help="fine-tune on the images (flip + translate) instead of cached "
+                        "activations (flip views)")
+    p.add_argument("--activation-cache", default="label_efficiency_activations.h5")
     p.add_argument("--ft-minutes", type=float, default=20.0)
     p.add_argument("--cnn-steps", type=int, default=400)
     p.add_argument("--cnn-minutes", type=float, default=20.0)
@@ -112,9 +120,13 @@ def main() -> None:
                             f_train[idx], ys)
                     steps = max(1, len(xs) // 64)
                     epochs = max(args.ft_epochs, min(60, -(-200 // steps)))
+                    where = {} if args.ft_on_images else {
+                        "activation_cache": args.activation_cache, "augment": ("flip",)}
                     ft = FineTuner(extractor=ext, head=logreg, trainable_blocks=blocks,
                                    epochs=epochs, max_minutes=args.ft_minutes,
-                                   random_state=seed, checkpoint_dir=None)
+                                   learning_rate=args.ft_lr,
+                                   backbone_lr_scale=args.ft_lr_scale,
+                                   random_state=seed, checkpoint_dir=None, **where)
                     acc = ft.fit(xs, ys).score(x_test, y_test)
                 else:
                     steps = max(1, len(xs) // 500)

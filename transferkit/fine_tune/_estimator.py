@@ -76,8 +76,11 @@ class FineTuner(ClassifierMixin, BaseEstimator):
     learning_rate : float, default=0.01
         Peak learning rate of the head (SGD with Nesterov momentum 0.9, one-cycle
         schedule: linear warm-up over the first 15% of the steps, then linear decay).
-    backbone_lr_scale : float, default=0.1
-        The backbone's learning rate as a fraction of the head's, in (0, 1].
+    backbone_lr_scale : float, default=1.0
+        The backbone's learning rate as a fraction of the head's, in (0, 1]. A lower
+        rate protects a pretrained backbone from the large gradients of a random head;
+        the warm-started head has none, and on CIFAR-10 (Lite0 at 128 px, 5,000 images,
+        top 2 blocks) 1.0 gave 74.8% against 70.9% for 0.3 and 69.5% for 0.1.
     weight_decay : float, default=5e-4
         Decoupled weight decay of the head's kernels (the backbone, moving slowly from
         its pretrained weights, is not decayed).
@@ -158,7 +161,7 @@ class FineTuner(ClassifierMixin, BaseEstimator):
         trainable_blocks: int | str = 2,
         train_batchnorm: bool = False,
         learning_rate: float = 0.01,
-        backbone_lr_scale: float = 0.1,
+        backbone_lr_scale: float = 1.0,
         weight_decay: float = 5e-4,
         label_smoothing: float = 0.1,
         augment: tuple[str, ...] = ("flip", "translate"),
