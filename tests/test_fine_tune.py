@@ -212,6 +212,14 @@ def test_a_budget_too_small_for_one_epoch_is_refused(tmp_path, fitted_head) -> N
     assert list(tmp_path.iterdir()) == []
 
 
+def test_check_params_refuses_bad_settings_without_training(fitted_head) -> None:
+    assert _tuner(fitted_head).check_params().head is fitted_head
+    with pytest.raises(exc.InvalidInputError, match="`backbone_lr_scale`"):
+        _tuner(fitted_head, backbone_lr_scale=2.0).check_params()
+    with pytest.raises(exc.InvalidInputError, match="`head`"):
+        _tuner(SklearnHead()).check_params()
+
+
 def test_unfitted_use_is_refused() -> None:
     with pytest.raises(exc.NotFittedError, match="call `fit`"):
         FineTuner().predict(np.zeros((1, 16, 16, 3), np.uint8))

@@ -269,6 +269,20 @@ class FineTuner(ClassifierMixin, BaseEstimator):
                 f"`random_state` must be an integer or None; received {describe(rs)}.")
         check_strategy(self.strategy)
 
+    def check_params(self) -> FineTuner:
+        """Check the parameters and the head now, as ``fit`` does first, without training.
+
+        Raises the same errors (naming the parameter) that ``fit`` would before it
+        builds anything; useful before a long job, e.g. in the command line.
+
+        Returns
+        -------
+        self
+        """
+        self._validate_params()
+        self._resolved_head()
+        return self
+
     def _resolved_head(self) -> tuple[Any, dict[str, Any]]:
         """The fitted head object, and the provenance of its file (``{}`` for an object)."""
         from ..heads import load_head, read_head_provenance
