@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import time
 import warnings
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +13,8 @@ import numpy as np
 from sklearn.base import ClassifierMixin
 
 from .. import __version__
-from .._atomic import atomic_path
 from .._hashing import hash_arrays
+from .._keras_file import check_keras_path, read_keras_meta, save_keras_with_meta
 from .._labels import encode_labels, labels_to_indices
 from .._lazy import import_keras
 from .._strategy import (
@@ -50,7 +48,6 @@ from ._training import (
 # importable from here, where it was defined until the heads shared it.
 __all__ = ["CifarCNN", "OneCycle", "PRESETS", "encode_labels"]
 
-_META_NAME = "transferkit.json"
 
 
 #: Training recipes. ``None`` parameters of :class:`CifarCNN` take their preset's value.
@@ -617,11 +614,7 @@ class CifarCNN(ClassifierMixin, BaseExtractor):
         not saved: :meth:`load` returns a model with ``strategy=None``.
         """
         self._check_fitted()
-        path = Path(path)
-        if path.suffix != ".keras":
-            raise InvalidInputError(
-                f"`path` must end in '.keras' (Keras' format); received {str(path)!r}."
-            )
+        path = check_keras_path(path)
         meta = {
             "format": "transferkit.CifarCNN",
             "format_version": 1,
@@ -634,11 +627,7 @@ class CifarCNN(ClassifierMixin, BaseExtractor):
             "history": self.history_,
             "conv_filters_": [int(f) for f in self.conv_filters_],
         }
-        with atomic_path(path, suffix=".keras") as tmp:
-            self.model_.save(tmp)
-            with zipfile.ZipFile(tmp, "a") as zf:
-                zf.writestr(_META_NAME, json.dumps(meta))
-        return path
+        return save_keras_with_meta(self.model_, path, meta)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> CifarCNN:
@@ -647,14 +636,7 @@ class CifarCNN(ClassifierMixin, BaseExtractor):
         from . import _layers  # noqa: F401  (registers the custom layers)
 
         path = Path(path)
-        try:
-            with zipfile.ZipFile(path) as zf:
-                meta = json.loads(zf.read(_META_NAME))
-        except (OSError, zipfile.BadZipFile, KeyError, ValueError) as exc:
-            raise InvalidInputError(
-                f"`path` {str(path)!r} is not a CifarCNN file written by `CifarCNN.save` "
-                f"({type(exc).__name__}: {exc})."
-            ) from exc
+        meta = read_keras_meta(path, "transferkit.CifarCNN", "`CifarCNN.save` (a CifarCNN)")
         params = {k: tuple(v) if isinstance(v, list) else v for k, v in meta["params"].items()}
         valid = set(param_names(cls))
         self = cls(**{k: v for k, v in params.items() if k in valid})

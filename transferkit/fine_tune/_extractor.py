@@ -17,20 +17,18 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import zipfile
 from pathlib import Path
 from typing import Any, ClassVar
 
 from .. import __version__
-from .._atomic import atomic_path
 from .._hashing import hash_arrays
+from .._keras_file import check_keras_path, read_keras_meta, save_keras_with_meta
 from .._lazy import import_keras
 from ..exceptions import InvalidInputError
 from ..extractors import BaseExtractor
 
 __all__ = ["FineTunedExtractor"]
 
-_META_NAME = "transferkit.json"
 _FORMAT = "transferkit.FineTunedExtractor"
 
 
@@ -159,10 +157,7 @@ class FineTunedExtractor(BaseExtractor):
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Save to a ``.keras`` file (the feature model plus transferkit's metadata)."""
         self._check_fitted()
-        path = Path(path)
-        if path.suffix != ".keras":
-            raise InvalidInputError(
-                f"`path` must end in '.keras' (Keras' format); received {str(path)!r}.")
+        path = check_keras_path(path)
         base = getattr(self, "base_", None)
         params = None
         if base is not None:
@@ -179,11 +174,7 @@ class FineTunedExtractor(BaseExtractor):
             "image_size": list(self.image_size_), "blocks": list(self.blocks_trained_),
             "batch_size": self.batch_size,
         }
-        with atomic_path(path, suffix=".keras") as tmp:
-            self.model_.save(tmp)
-            with zipfile.ZipFile(tmp, "a") as zf:
-                zf.writestr(_META_NAME, json.dumps(meta))
-        return path
+        return save_keras_with_meta(self.model_, path, meta)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> FineTunedExtractor:
@@ -192,15 +183,8 @@ class FineTunedExtractor(BaseExtractor):
         from ..extractors import _layers  # noqa: F401  (registers the custom layers)
 
         path = Path(path)
-        try:
-            with zipfile.ZipFile(path) as zf:
-                meta = json.loads(zf.read(_META_NAME))
-            if meta.get("format") != _FORMAT:
-                raise ValueError(f"format {meta.get('format')!r}")
-        except (OSError, zipfile.BadZipFile, KeyError, ValueError) as exc:
-            raise InvalidInputError(
-                f"`path` {str(path)!r} is not a fine-tuned extractor written by "
-                f"`FineTunedExtractor.save` ({type(exc).__name__}: {exc}).") from exc
+        meta = read_keras_meta(path, _FORMAT, "`FineTunedExtractor.save` (a fine-tuned "
+                               "extractor)")
         model = keras.saving.load_model(path, safe_mode=True, compile=False)
         self = cls(batch_size=meta.get("batch_size"))
         self.model_ = model
