@@ -135,6 +135,14 @@ def _labels_to_indices(
 # --------------------------------------------------------------------------- curves
 
 
+def _check_rows(rows: Any, keys: str) -> None:
+    """Refuse ``rows`` unless it is a non-empty list (of dicts with ``keys``)."""
+    if isinstance(rows, Mapping | str) or not isinstance(rows, Sequence) or not rows:
+        raise InvalidInputError(
+            f"`rows` must be a non-empty list of dicts with {keys}; received {describe(rows)}."
+        )
+
+
 def _history_dict(history: Any) -> dict[str, list[float]]:
     source = history
     for attr in ("history_", "history"):  # a fitted estimator, or keras' History
@@ -526,11 +534,7 @@ def plot_accuracy_vs_cost(
     """
     out = _check_path(path)
     title = _check_title(title)
-    if isinstance(rows, Mapping | str) or not isinstance(rows, Sequence) or not rows:
-        raise InvalidInputError(
-            "`rows` must be a non-empty list of dicts with 'label', 'accuracy' and 'seconds' "
-            f"or 'images_per_s'; received {describe(rows)}."
-        )
+    _check_rows(rows, "'label', 'accuracy' and 'seconds' or 'images_per_s'")
     costs = ("seconds", "images_per_s")
     if cost is None:
         cost = "seconds" if all(isinstance(r, Mapping) and "seconds" in r for r in rows) else (
@@ -626,11 +630,7 @@ def plot_label_efficiency(
     """
     out = _check_path(path)
     title = _check_title(title)
-    if isinstance(rows, Mapping | str) or not isinstance(rows, Sequence) or not rows:
-        raise InvalidInputError(
-            "`rows` must be a non-empty list of dicts with 'method', 'per_class' and "
-            f"'accuracy'; received {describe(rows)}."
-        )
+    _check_rows(rows, "'method', 'per_class' and 'accuracy'")
     runs: dict[str, dict[int, list[float]]] = {}
     for i, row in enumerate(rows):
         if not isinstance(row, Mapping):
