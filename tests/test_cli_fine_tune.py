@@ -74,7 +74,8 @@ def test_fine_tune_from_an_extractor_exports_a_classifier_predict_reads(work,
                                tmp_path / "curves.png")
     code, out, err = _run([
         "--progress", "lines", "fine-tune", *VGG, "--images", str(work["photos"]),
-        "--epochs", "1", "--batch-size", "8", "--no-checkpoint", "--output", str(model),
+        "--epochs", "1", "--batch-size", "8", "--learning-rate", "0.001", "--no-checkpoint",
+        "--output", str(model),
         "--save-extractor", str(backbone), "--plot", str(curves),
     ])
     assert code == 0, err

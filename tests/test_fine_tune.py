@@ -212,6 +212,14 @@ def test_a_budget_too_small_for_one_epoch_is_refused(tmp_path, fitted_head) -> N
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_diverging_fine_tune_is_an_error_not_a_nan_model(data, fitted_head, tmp_path) -> None:
+    x, y = data
+    with pytest.raises(exc.TransferkitError, match="diverged.*lower `learning_rate`"):
+        _tuner(fitted_head, learning_rate=1e6, trainable_blocks="all",
+               checkpoint_dir=tmp_path).fit(x, y)
+    assert list(tmp_path.glob("fine-tune-*.npz")) == []  # no NaN checkpoint either
+
+
 def test_check_params_refuses_bad_settings_without_training(fitted_head) -> None:
     assert _tuner(fitted_head).check_params().head is fitted_head
     with pytest.raises(exc.InvalidInputError, match="`backbone_lr_scale`"):

@@ -30,7 +30,7 @@ from .._validation import (
     check_positive_int,
     describe,
 )
-from ..exceptions import InvalidInputError, InvalidTypeError, NotFittedError
+from ..exceptions import InvalidInputError, InvalidTypeError, NotFittedError, TransferkitError
 from ..extractors import BaseExtractor
 from ._checkpoint import default_checkpoint_dir, load_checkpoint, run_key, save_checkpoint
 from ._extractor import FineTunedExtractor
@@ -437,6 +437,7 @@ class FineTuner(ClassifierMixin, BaseEstimator):
         if initial_epoch < epochs:
             if seed is not None:
                 keras.utils.set_random_seed(seed + initial_epoch)
+            callbacks.insert(0, keras.callbacks.TerminateOnNaN())
             with sigterm_raises():
                 fitted = fit_model(
                     train_model, self.strategy, x_arr, y_arr, batch_size=bs, epochs=epochs,
@@ -444,6 +445,13 @@ class FineTuner(ClassifierMixin, BaseEstimator):
                     callbacks=callbacks, shuffle=True, verbose=self.verbose)
             for k, vals in fitted.history.items():
                 history.setdefault(k, []).extend(float(v) for v in vals)
+            if not np.all(np.isfinite(history.get("loss", [0.0]))):
+                raise TransferkitError(
+                    f"FineTuner: training diverged (the loss became NaN or infinite in epoch "
+                    f"{len(history['loss'])}) with learning_rate={self.learning_rate} and "
+                    f"backbone_lr_scale={self.backbone_lr_scale}: lower `learning_rate` "
+                    "(e.g. by 3-10x) or `backbone_lr_scale`, or train fewer blocks. No "
+                    "model was kept; earlier epochs' checkpoint, if any, is unchanged.")
         if ckpt is not None and ckpt.exists():
             ckpt.unlink()
         if top is not None:
@@ -661,6 +669,8 @@ def _checkpoint_callback(
         def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
             if self.batches < steps:  # stopped mid-epoch (time budget): not a whole epoch
                 return
+            if not np.isfinite(float((logs or {}).get("loss", 0.0))):
+                return  # diverged: keep the last good epoch's checkpoint
             for k, v in (logs or {}).items():
                 history.setdefault(k, []).append(float(v))
             planned = budget.epochs if budget is not None else epochs
