@@ -43,11 +43,14 @@ def save_keras_with_meta(model: Any, path: str | os.PathLike[str], meta: dict[st
     return path
 
 
-def read_keras_meta(path: str | os.PathLike[str], fmt: str, written_by: str) -> dict[str, Any]:
+def read_keras_meta(
+    path: str | os.PathLike[str], fmt: str, what: str, written_by: str
+) -> dict[str, Any]:
     """The metadata of a file written by :func:`save_keras_with_meta` with format ``fmt``.
 
     A file that is missing, not a zip, without the member or of another format raises
-    :class:`InvalidInputError` naming ``path`` and ``written_by`` (what writes such files).
+    :class:`InvalidInputError` naming ``path``, ``what`` it should be ("CifarCNN") and
+    ``written_by`` (what writes such files).
     """
     path = Path(path)
     try:
@@ -57,7 +60,7 @@ def read_keras_meta(path: str | os.PathLike[str], fmt: str, written_by: str) -> 
             raise ValueError(f"format {meta.get('format') if isinstance(meta, dict) else meta!r}")
     except (OSError, zipfile.BadZipFile, KeyError, ValueError) as exc:
         raise InvalidInputError(
-            f"`path` {str(path)!r} is not a file written by {written_by} "
+            f"`path` {str(path)!r} is not a {what} file written by {written_by} "
             f"({type(exc).__name__}: {exc})."
         ) from exc
     return meta

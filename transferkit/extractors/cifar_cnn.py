@@ -636,7 +636,7 @@ class CifarCNN(ClassifierMixin, BaseExtractor):
         from . import _layers  # noqa: F401  (registers the custom layers)
 
         path = Path(path)
-        meta = read_keras_meta(path, "transferkit.CifarCNN", "`CifarCNN.save` (a CifarCNN)")
+        meta = read_keras_meta(path, "transferkit.CifarCNN", "CifarCNN", "`CifarCNN.save`")
         params = {k: tuple(v) if isinstance(v, list) else v for k, v in meta["params"].items()}
         valid = set(param_names(cls))
         self = cls(**{k: v for k, v in params.items() if k in valid})

@@ -183,8 +183,8 @@ class FineTunedExtractor(BaseExtractor):
         from ..extractors import _layers  # noqa: F401  (registers the custom layers)
 
         path = Path(path)
-        meta = read_keras_meta(path, _FORMAT, "`FineTunedExtractor.save` (a fine-tuned "
-                               "extractor)")
+        meta = read_keras_meta(path, _FORMAT, "fine-tuned extractor",
+                               "`FineTunedExtractor.save`")
         model = keras.saving.load_model(path, safe_mode=True, compile=False)
         self = cls(batch_size=meta.get("batch_size"))
         self.model_ = model
