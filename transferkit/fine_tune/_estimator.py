@@ -341,13 +341,6 @@ class FineTuner(ClassifierMixin, BaseEstimator):
                 f"(fingerprint {saved_fp[:12]}) than `extractor` "
                 f"({extractor.fingerprint[:12]}, {type(extractor).__name__}): fine-tune the "
                 "extractor the head was fitted on, or refit the head on this one's features.")
-        width = extractor.output_dim(image_size)
-        n_in = int(getattr(head, "n_features_in_", width))
-        if n_in != width:
-            raise InvalidInputError(
-                f"`head` was fitted on {n_in} features per image, but `extractor` gives "
-                f"{width} for {image_size[0]}x{image_size[1]} images: it was fitted on "
-                "another extractor's features (or images of another size).")
         val = self._validation(validation_data, classes, images, targets)
         x_arr, t_arr, val_arrays = val
         n_classes = len(classes)
@@ -356,15 +349,22 @@ class FineTuner(ClassifierMixin, BaseEstimator):
         epochs = int(self.epochs)
         seed = None if self.random_state is None else int(self.random_state)
 
-        key = self._run_key(extractor, head, x_arr, t_arr, val_arrays)
-        ckpt = self._checkpoint_path(key)
         if seed is not None:
             keras.utils.set_random_seed(seed)
         from ..extractors._training import OneCycle  # the schedule CifarCNN trains with
 
         with strategy_scope(self.strategy):
             backbone = extractor.feature_model(image_size)
+            width = int(backbone.output_shape[-1])
+            n_in = int(getattr(head, "n_features_in_", width))
+            if n_in != width:
+                raise InvalidInputError(
+                    f"`head` was fitted on {n_in} features per image, but `extractor` gives "
+                    f"{width} for {image_size[0]}x{image_size[1]} images: it was fitted on "
+                    "another extractor's features (or images of another size).")
             head_model = head_to_keras(head)
+            key = self._run_key(extractor, head_model, classes, x_arr, t_arr, val_arrays)
+            ckpt = self._checkpoint_path(key)
             blocks = unfreeze_top_blocks(backbone, self.trainable_blocks,
                                          train_batchnorm=bool(self.train_batchnorm))
             train_model, classifier = build_training_model(
@@ -533,18 +533,16 @@ class FineTuner(ClassifierMixin, BaseEstimator):
         return (x_arr[order[n_val:]], targets[order[n_val:]],
                 (x_arr[order[:n_val]], targets[order[:n_val]]))
 
-    def _run_key(self, extractor: Any, head: Any, x: np.ndarray, t: np.ndarray,
-                 val: tuple[np.ndarray, np.ndarray] | None) -> str:
-        from ..heads import head_to_keras
-
+    def _run_key(self, extractor: Any, head_model: Any, classes: np.ndarray, x: np.ndarray,
+                 t: np.ndarray, val: tuple[np.ndarray, np.ndarray] | None) -> str:
         params = {k: (list(v) if isinstance(v, tuple) else v)
                   for k, v in self.get_params(deep=False).items()
                   if k not in ("extractor", "head", "verbose", "strategy", "checkpoint_dir",
                                "max_minutes")}
         return run_key({
             "extractor": extractor.fingerprint,
-            "head": hash_arrays(head_to_keras(head).get_weights()),
-            "classes": [str(c) for c in np.asarray(head.classes_).tolist()],
+            "head": hash_arrays(head_model.get_weights()),
+            "classes": [str(c) for c in classes.tolist()],
             "images": hash_images(x), "labels": hash_arrays([t]),
             "validation": None if val is None else [hash_images(val[0]),
                                                     hash_arrays([val[1]])],
