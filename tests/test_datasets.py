@@ -869,9 +869,11 @@ def test_read_image_size_follows_the_exif_orientation(tmp_path):
 def test_public_api() -> None:
     # (No other module reaching into datasets' private names: tests/test_architecture.py.)
     assert sorted(datasets.__all__) == [
-        "CIFAR10_CLASSES", "CIFAR10_URL", "DATA_DIR_ENV", "IMAGE_EXTENSIONS", "INTERPOLATIONS",
-        "ImageFolderDataset", "ImageStream", "balanced_subset", "get_data_dir", "load_cifar10",
-        "load_cifar10_or_sample", "load_cifar10_sample", "load_image_folder",
+        "CIFAR10_CLASSES", "CIFAR10_URL", "DATA_DIR_ENV", "HFImageDataset", "IMAGE_EXTENSIONS",
+        "INTERPOLATIONS", "ImageFolderDataset", "ImageListDataset", "ImageStream",
+        "KerasDataSource", "as_image_source", "balanced_subset", "from_hf_dataset",
+        "from_keras_data", "get_data_dir", "load_cifar10", "load_cifar10_or_sample",
+        "load_cifar10_sample", "load_image_folder", "load_image_list",
     ]
     assert all(hasattr(datasets, name) for name in datasets.__all__)
     assert issubclass(datasets._RefusedGlobalError, pickle.UnpicklingError)

@@ -37,6 +37,7 @@ import numpy as np
 from ._atomic import atomic_path, atomic_write_text
 from ._lazy import import_keras, import_tf
 from ._validation import check_choice, check_images, describe
+from .datasets import as_image_source
 from .exceptions import InvalidInputError
 
 __all__ = ["EXPORT_FORMATS", "ExportedClassifier", "classifier_model", "export_classifier",
@@ -266,7 +267,7 @@ class ExportedClassifier:
 
     def predict_proba(self, images: Any, *, batch_size: int = 64) -> np.ndarray:
         """Probabilities (n, n_classes) for uint8 RGB images (n, h, w, 3) of any size."""
-        arr = np.asarray(check_images(images, name="images"))
+        arr = np.asarray(check_images(as_image_source(images, name="images"), name="images"))
         if arr.dtype != np.uint8:
             arr = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
         out = []

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ._validation import check_images, describe
+from .datasets import as_image_source
 from .exceptions import InvalidInputError, InvalidTypeError
 from .extractors._base import BaseExtractor, iter_image_batches
 
@@ -149,7 +150,7 @@ class ViewExtractor(BaseExtractor):
         self, X: Any, *, start: int = 0, batch_size: int | None = None
     ) -> Iterator[tuple[int, np.ndarray]]:
         self._validate_params()
-        images = check_images(X, name="images")
+        images = check_images(as_image_source(X, name="images"), name="images")
         return self.extractor.iter_features(
             _ViewedImages(images, self.view), start=start, batch_size=batch_size
         )

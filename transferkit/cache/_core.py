@@ -24,6 +24,7 @@ from .._cost import CHUNK_BYTES, chunk_rows
 from .._hashing import hash_images
 from .._signals import sigterm_raises
 from .._validation import check_images, check_positive_int, describe
+from ..datasets import as_image_source
 from ..exceptions import (
     CacheCorruptedError,
     CacheError,
@@ -232,6 +233,7 @@ class FeatureCache:
     def key(self, extractor: Any, images: Any) -> str:
         """The entry key for ``extractor`` applied to ``images`` (no extraction)."""
         fp = extractor_fingerprint(extractor)
+        images = as_image_source(images, name="images")
         return entry_key(fp, hash_images(check_images(images, name="images")))
 
     # ------------------------------------------------------------------ extraction
@@ -280,7 +282,7 @@ class FeatureCache:
         ndarray of shape (n, d), float32, or LazyFeatures
         """
         fp = extractor_fingerprint(extractor)
-        images = check_images(images, name="images")
+        images = check_images(as_image_source(images, name="images"), name="images")
         n = int(images.shape[0])
         labels_arr, class_names = resolve_labels(images, labels, class_names, n)
         bs = check_positive_int("batch_size", batch_size, allow_none=True)

@@ -41,6 +41,7 @@ __all__ = [
     "fit_with_progress",
     "import_tensorflow_quietly",
     "load_head",
+    "load_hf_dataset",
     "mb",
     "note",
     "open_cache",
@@ -513,3 +514,44 @@ def load_head(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
         import_tensorflow_quietly()
     head = load_head_file(path, trusted=args.trust or None, allow_pickle=args.allow_pickle)
     return head, prov
+
+
+def load_hf_dataset(path_or_name: str, split: str | None) -> tuple[Any, str]:
+    """The Hugging Face dataset split ``--hf-dataset`` / ``--hf-split`` name, and its name.
+
+    A folder written by ``save_to_disk`` is loaded with ``load_from_disk``; any other
+    folder, or a hub name, with ``load_dataset`` (a hub name needs the network).
+    """
+    from ..exceptions import DatasetNotFoundError, MissingDependencyError
+
+    try:
+        import datasets
+    except ImportError as err:
+        raise MissingDependencyError(
+            f"--hf-dataset needs the Hugging Face datasets package: pip install "
+            f"'transferkit[hf]' ({err})."
+        ) from err
+    path = Path(path_or_name).expanduser()
+    saved = path.is_dir() and any(
+        (path / name).is_file() for name in ("dataset_dict.json", "state.json"))
+    try:
+        loaded = (datasets.load_from_disk(str(path)) if saved
+                  else datasets.load_dataset(str(path) if path.exists() else path_or_name))
+    except Exception as err:  # noqa: BLE001 - datasets raises many kinds; all mean "not loaded"
+        raise DatasetNotFoundError(
+            f"--hf-dataset {path_or_name!r} could not be loaded: {type(err).__name__}: {err}. "
+            "Pass a folder written by Dataset.save_to_disk, a local folder load_dataset reads "
+            "(e.g. an image folder), or a hub name (with network access)."
+        ) from err
+    if not isinstance(loaded, datasets.DatasetDict):
+        if split is not None:
+            raise UsageError(f"--hf-split {split!r}: {path_or_name} is one dataset without "
+                             "splits; leave --hf-split out")
+        return loaded, "all"
+    names = list(loaded)
+    chosen = split if split is not None else (
+        "train" if "train" in names else names[0] if len(names) == 1 else None)
+    if chosen not in names:
+        raise UsageError(f"--hf-split: {path_or_name} has the splits {names}; pick one with "
+                         f"--hf-split{'' if split is None else f' (received {split!r})'}")
+    return loaded[chosen], chosen

@@ -65,11 +65,11 @@ _FINGERPRINT_VERSION = 1
 _READ_CHUNK = 1 << 20
 
 
-class _IndexOutOfRangeError(InvalidInputError, IndexError):
+class IndexOutOfRangeError(InvalidInputError, IndexError):
     """An index outside ``[-len, len)``; also an ``IndexError`` for Python's protocols."""
 
 
-def _normalize_image_size(value: Any) -> tuple[int, int] | None:
+def normalize_image_size(value: Any) -> tuple[int, int] | None:
     if value is None:
         return None
     if isinstance(value, int | np.integer) and not isinstance(value, bool):
@@ -83,6 +83,14 @@ def _normalize_image_size(value: Any) -> tuple[int, int] | None:
         "`image_size` must be None (keep each image's size), a positive int (square "
         f"images) or a (height, width) pair of positive ints; received {describe(value)}."
     )
+
+
+def normalize_interpolation(value: Any) -> str:
+    if not isinstance(value, str):
+        raise InvalidTypeError(
+            f"`interpolation` must be one of {list(INTERPOLATIONS)}; received {describe(value)}."
+        )
+    return check_choice("interpolation", value.lower(), INTERPOLATIONS)
 
 
 def _normalize_extensions(value: Any) -> tuple[str, ...]:
@@ -179,7 +187,7 @@ class ImageFolderDataset:
         if isinstance(index, int | np.integer) and not isinstance(index, bool):
             i = int(index)
             if not -n <= i < n:
-                raise _IndexOutOfRangeError(
+                raise IndexOutOfRangeError(
                     f"index {i} is out of range for a dataset of {n} images; use 0..{n - 1} "
                     "or negative indices from the end."
                 )
@@ -196,12 +204,12 @@ class ImageFolderDataset:
             positions.size == 0 or np.issubdtype(positions.dtype, np.integer)
         ):
             raise InvalidTypeError(
-                "an ImageFolderDataset index must be an int, a slice, a 1-D sequence of ints "
-                f"or a boolean mask of length {n}; received {describe(index)}."
+                f"an {type(self).__name__} index must be an int, a slice, a 1-D sequence of "
+                f"ints or a boolean mask of length {n}; received {describe(index)}."
             )
         bad = positions[(positions < -n) | (positions >= n)]
         if bad.size:
-            raise _IndexOutOfRangeError(
+            raise IndexOutOfRangeError(
                 f"index {int(bad[0])} is out of range for a dataset of {n} images."
             )
         return self._read([int(i) % n for i in positions])
@@ -209,7 +217,7 @@ class ImageFolderDataset:
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         if copy is False:
             raise InvalidInputError(
-                "An ImageFolderDataset cannot be viewed as an array without copying (its "
+                f"An {type(self).__name__} cannot be viewed as an array without copying (its "
                 "images are read from disk); use `np.asarray(ds)` or `ds.load()`."
             )
         images = self._read(range(len(self.files)))
@@ -239,7 +247,7 @@ class ImageFolderDataset:
         part = copy.copy(self)
         part._native_size = self._target_size()
         part.files = self.files[start:stop]
-        part.labels = self.labels[start:stop]
+        part.labels = None if self.labels is None else self.labels[start:stop]
         return part
 
     # -- reading ---------------------------------------------------------------------------
@@ -254,7 +262,7 @@ class ImageFolderDataset:
     def _read(self, positions: Iterable[int]) -> np.ndarray:
         positions = list(positions)
         height, width = self._target_size() if positions else (0, 0)
-        _check_fits_in_memory(len(positions), height, width)
+        check_fits_in_memory(len(positions), height, width)
         out = np.empty((len(positions), height, width, 3), dtype=np.uint8)
         for k, i in enumerate(positions):
             image = read_image(self.files[i], self.image_size, self._resample)
@@ -268,17 +276,20 @@ class ImageFolderDataset:
             out[k] = image
         return out
 
-    def load(self) -> tuple[np.ndarray, np.ndarray]:
+    def load(self) -> tuple[np.ndarray, np.ndarray | None]:
         """Read every image into memory.
 
         Returns
         -------
         x : numpy.ndarray
             ``uint8`` array of shape ``(n, height, width, 3)``.
-        y : numpy.ndarray
-            ``int64`` labels of shape ``(n,)`` (a copy of :attr:`labels`).
+        y : numpy.ndarray or None
+            ``int64`` labels of shape ``(n,)`` (a copy of :attr:`labels`); None for a
+            dataset without labels (an :class:`~transferkit.datasets.image_list.ImageListDataset`
+            read from a list without a label column).
         """
-        return self._read(range(len(self.files))), self.labels.copy()
+        labels = None if self.labels is None else self.labels.copy()
+        return self._read(range(len(self.files))), labels
 
     def iter_batches(self, batch_size: int | None = None, start: int = 0) -> Iterator[np.ndarray]:
         """Yield the images ``start:`` in order, one batch in memory at a time.
@@ -323,20 +334,13 @@ class ImageFolderDataset:
             64 hexadecimal characters (BLAKE2b, 256 bits).
         """
         digest = hashlib.blake2b(digest_size=32)
-        header = {
-            "format": "transferkit.ImageFolderDataset",
-            "version": _FINGERPRINT_VERSION,
-            "decode": "pillow:exif_transpose:rgb",
-            "class_names": self.class_names,
-            "image_size": list(self.image_size) if self.image_size else None,
-            "interpolation": self.interpolation,
-            "n": len(self.files),
-        }
-        digest.update(json.dumps(header, sort_keys=True).encode() + b"\0")
-        for file, label in zip(self.files, self.labels, strict=True):
-            relative = file.relative_to(self.root).as_posix().encode("utf-8", "surrogateescape")
-            digest.update(len(relative).to_bytes(8, "little") + relative)
-            digest.update(int(label).to_bytes(8, "little"))
+        digest.update(json.dumps(self._fingerprint_header(), sort_keys=True).encode() + b"\0")
+        labels = [None] * len(self.files) if self.labels is None else self.labels
+        for file, label in zip(self.files, labels, strict=True):
+            name = self._fingerprint_path(file).encode("utf-8", "surrogateescape")
+            digest.update(len(name).to_bytes(8, "little") + name)
+            if label is not None:  # a dataset without labels says so in its header
+                digest.update(int(label).to_bytes(8, "little"))
             try:
                 with open(file, "rb") as handle:
                     digest.update(os.fstat(handle.fileno()).st_size.to_bytes(8, "little"))
@@ -348,6 +352,22 @@ class ImageFolderDataset:
                     f"{err}. Check that it still exists and is readable."
                 ) from err
         return digest.hexdigest()
+
+    def _fingerprint_header(self) -> dict[str, Any]:
+        """The JSON header :meth:`fingerprint` hashes first (subclasses name their format)."""
+        return {
+            "format": "transferkit.ImageFolderDataset",
+            "version": _FINGERPRINT_VERSION,
+            "decode": "pillow:exif_transpose:rgb",
+            "class_names": self.class_names,
+            "image_size": list(self.image_size) if self.image_size else None,
+            "interpolation": self.interpolation,
+            "n": len(self.files),
+        }
+
+    def _fingerprint_path(self, file: Path) -> str:
+        """How :meth:`fingerprint` names ``file``: its POSIX path relative to :attr:`root`."""
+        return file.relative_to(self.root).as_posix()
 
 
 def load_image_folder(
@@ -412,16 +432,11 @@ def load_image_folder(
     >>> x, y = ds.load()  # doctest: +SKIP
     """
     folder = as_path("root", root)
-    size = _normalize_image_size(image_size)
+    size = normalize_image_size(image_size)
     if size is not None:
-        _check_fits_in_memory(1, *size)
+        check_fits_in_memory(1, *size)
     batch = check_positive_int("batch_size", batch_size)
-    if not isinstance(interpolation, str):
-        raise InvalidTypeError(
-            f"`interpolation` must be one of {list(INTERPOLATIONS)}; received "
-            f"{describe(interpolation)}."
-        )
-    interpolation = check_choice("interpolation", interpolation.lower(), INTERPOLATIONS)
+    interpolation = normalize_interpolation(interpolation)
     exts = _normalize_extensions(extensions)
     if not folder.exists():
         raise DatasetNotFoundError(
@@ -493,7 +508,7 @@ def load_image_folder(
     )
 
 
-def _check_fits_in_memory(n: int, height: int, width: int) -> None:
+def check_fits_in_memory(n: int, height: int, width: int) -> None:
     """Raise before allocating ``n`` decoded images of ``height`` x ``width`` beyond memory."""
     limit = memory_limit_bytes()
     needed = n * height * width * 3

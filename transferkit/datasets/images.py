@@ -14,7 +14,8 @@ Finding (:func:`list_image_files`, :func:`expand_image_paths`):
   once, and a ``UserWarning`` names the link skipped. Subfolders are visited in
   sorted order, so the same link is skipped on every run.
 
-Decoding (:func:`read_image`, :func:`read_images`, :func:`read_image_size`):
+Decoding (:func:`read_image`, :func:`read_images`, :func:`read_image_size`, and
+:func:`to_rgb_array` for an image already open, as other image sources use):
 
 * every image becomes RGB ``uint8`` of shape ``(height, width, 3)``: grayscale,
   palette, RGBA and CMYK alike; alpha is dropped (a palette image with a
@@ -38,6 +39,7 @@ import glob
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -52,6 +54,7 @@ __all__ = [
     "read_image_size",
     "read_images",
     "resample_filter",
+    "to_rgb_array",
 ]
 
 #: File extensions :func:`load_image_folder` reads by default (case-insensitive).
@@ -99,6 +102,53 @@ def resample_filter(interpolation: str) -> int:
     return int(getattr(resampling, interpolation.upper()))
 
 
+def to_rgb_array(image: Any, size: tuple[int, int] | None, resample: int) -> np.ndarray:
+    """Decode an open Pillow image to an RGB uint8 array of shape (H, W, 3), resized to ``size``.
+
+    The decoding rules of this module (see its docstring): EXIF orientation first,
+    16-bit grayscale keeps its 8 high bits, a palette image with a transparent colour
+    goes through RGBA, everything ends as RGB, and the image is resampled only when
+    ``size`` differs from its own. :func:`read_image` is this function applied to a
+    file; other image sources (such as a Hugging Face dataset's encoded bytes) call it
+    on images they open themselves, so their pixels equal those of the same file.
+
+    Parameters
+    ----------
+    image : PIL.Image.Image
+        An open image; it is not closed (the caller owns it).
+    size : (height, width) or None
+        Size to resize to; None keeps the image's size (after EXIF orientation).
+    resample : int
+        Pillow filter, from :func:`resample_filter`.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``uint8`` array of shape ``(height, width, 3)``.
+
+    Raises
+    ------
+    Exception
+        Whatever Pillow raises for data it cannot decode (``OSError``,
+        ``SyntaxError``, ``ValueError``, ...); callers name the source in their own
+        error.
+    """
+    from PIL import Image, ImageOps
+
+    if image.getexif().get(_EXIF_ORIENTATION, 1) != 1:
+        image = ImageOps.exif_transpose(image)
+    if image.mode.startswith("I;16"):  # 16-bit grayscale: keep the 8 high bits
+        high = np.asarray(image, dtype=np.uint16) >> 8
+        image = Image.fromarray(high.astype(np.uint8), "L")
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    if size is not None and image.size != (size[1], size[0]):
+        image = image.resize((size[1], size[0]), resample=resample)
+    return np.asarray(image, dtype=np.uint8)
+
+
 def read_image(path: Path, size: tuple[int, int] | None, resample: int) -> np.ndarray:
     """Decode ``path`` to an RGB uint8 array of shape (H, W, 3), resized to ``size``.
 
@@ -121,23 +171,11 @@ def read_image(path: Path, size: tuple[int, int] | None, resample: int) -> np.nd
     ImageReadError
         The file cannot be read or decoded (it is named).
     """
-    from PIL import Image, ImageOps
+    from PIL import Image
 
     try:
         with Image.open(path) as opened:
-            image = opened
-            if image.getexif().get(_EXIF_ORIENTATION, 1) != 1:
-                image = ImageOps.exif_transpose(image)
-            if image.mode.startswith("I;16"):  # 16-bit grayscale: keep the 8 high bits
-                high = np.asarray(image, dtype=np.uint16) >> 8
-                image = Image.fromarray(high.astype(np.uint8), "L")
-            if image.mode == "P" and "transparency" in image.info:
-                image = image.convert("RGBA")
-            if image.mode != "RGB":
-                image = image.convert("RGB")
-            if size is not None and image.size != (size[1], size[0]):
-                image = image.resize((size[1], size[0]), resample=resample)
-            return np.asarray(image, dtype=np.uint8)
+            return to_rgb_array(opened, size, resample)
     except Exception as err:  # Pillow raises OSError, SyntaxError, ValueError, ...
         raise ImageReadError(
             f"Could not read the image file '{path}': {type(err).__name__}: {err}. Replace or "

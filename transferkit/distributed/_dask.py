@@ -23,6 +23,7 @@ from ..cache._keys import (
     extractor_fingerprint,
     resolve_labels,
 )
+from ..datasets import as_image_source
 from ..exceptions import (
     CacheError,
     InvalidInputError,
@@ -238,7 +239,7 @@ def extract_distributed(
     """
     cache = check_cache(cache)
     fp = extractor_fingerprint(extractor)
-    images = check_images(images, name="images")
+    images = check_images(as_image_source(images, name="images"), name="images")
     n = int(images.shape[0])
     labels_arr, class_names = resolve_labels(images, labels, class_names, n)
     n_shards = check_positive_int("n_shards", n_shards, allow_none=True)

@@ -24,6 +24,7 @@ from ..cache._keys import (
     entry_key,
     extractor_fingerprint,
 )
+from ..datasets import as_image_source
 from ..exceptions import (
     InvalidInputError,
     InvalidTypeError,
@@ -251,7 +252,7 @@ def plan_shards(
     """
     cache = check_cache(cache)
     fp = extractor_fingerprint(extractor)
-    images = check_images(images, name="images")
+    images = check_images(as_image_source(images, name="images"), name="images")
     n_shards = check_positive_int("n_shards", n_shards, allow_none=True)
     batch_size = check_positive_int("batch_size", batch_size, allow_none=True)
     n = int(images.shape[0])

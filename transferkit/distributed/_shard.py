@@ -30,6 +30,7 @@ from ..cache._keys import (
     extractor_fingerprint,
     resolve_labels,
 )
+from ..datasets import as_image_source
 from ..exceptions import (
     CacheCorruptedError,
     CacheError,
@@ -324,7 +325,7 @@ def extract_shard(
         raise InvalidInputError(
             f"`index` must be an int in 0..{plan.n_shards - 1}; received {describe(index)}."
         )
-    images = check_images(images, name="images")
+    images = check_images(as_image_source(images, name="images"), name="images")
     if int(images.shape[0]) != plan.n_images or (
         check_images_match and hash_images(images) != plan.data_fingerprint
     ):

@@ -25,6 +25,7 @@ from .._validation import (
     check_positive_int,
     describe,
 )
+from ..datasets import as_image_source
 from ..exceptions import InvalidInputError, InvalidTypeError
 
 __all__ = ["BaseExtractor", "CostEstimate", "PREFETCH_DEPTH", "iter_image_batches"]
@@ -487,7 +488,8 @@ class BaseExtractor(TransformerMixin, BaseEstimator):
 
     def _check_input(self, X: Any) -> Any:
         self._validate_params()
-        return check_images(X, name="images", min_size=self._min_size_for_input())
+        return check_images(as_image_source(X, name="images"), name="images",
+                            min_size=self._min_size_for_input())
 
     def _native_min_size(self) -> int:
         """Smallest image side the backbone takes without resizing."""

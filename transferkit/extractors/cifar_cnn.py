@@ -33,6 +33,8 @@ from .._validation import (
     describe,
     param_names,
 )
+from ..datasets import as_image_source
+from ..datasets.sources import labelled_pair, source_labels
 from ..exceptions import InvalidInputError, InvalidTypeError
 from ._base import BaseExtractor
 from ._cifar_model import build_cifar_model, cifar_feature_model, compile_cifar_model
@@ -405,11 +407,14 @@ class CifarCNN(ClassifierMixin, BaseExtractor):
 
         Parameters
         ----------
-        X : array-like of shape (n, height, width, 3)
-            Training images, uint8 or float in [0, 255].
-        y : array-like of shape (n,) or (n, n_classes)
-            Integer or string labels, or one-hot rows.
-        validation_data : (images, labels), optional
+        X : array-like of shape (n, height, width, 3), or an image source
+            Training images, uint8 or float in [0, 255]; any source
+            :func:`~transferkit.datasets.as_image_source` takes (an image folder, a
+            ``tf.data.Dataset``, ...) is read into memory once.
+        y : array-like of shape (n,) or (n, n_classes), optional
+            Integer or string labels, or one-hot rows. Default: the labels ``X``
+            carries (as class names when it has them).
+        validation_data : (images, labels) or a labelled image source, optional
             Held-out data to monitor (and, with ``early_stopping``, to keep the best
             epoch's weights); replaces ``validation_split``.
 
@@ -421,19 +426,25 @@ class CifarCNN(ClassifierMixin, BaseExtractor):
         keras = import_keras()
         self._validate_params(has_validation_data=validation_data is not None)
         r = self.resolved_params()
-        images = check_images(X, name="X", min_size=self._min_size_for_input())
-        check_image_batch_values(np.asarray(images), name="X")
+        source = check_images(as_image_source(X, name="X"), name="X",
+                              min_size=self._min_size_for_input())
+        images = np.asarray(source)  # trained on in memory (a source is read once)
+        check_image_batch_values(images, name="X")
+        if y is None:
+            y = source_labels(source)
         classes, targets = encode_labels(y, len(images), name="y", per="image",
                                          owner=type(self).__name__)
         n_classes = len(classes)
         val = None
         if validation_data is not None:
-            if not isinstance(validation_data, list | tuple) or len(validation_data) != 2:
+            validation_data = labelled_pair(validation_data, name="validation_data")
+            if len(validation_data) != 2:
                 raise InvalidInputError(
                     "`validation_data` must be a pair (images, labels); received "
                     f"{describe(validation_data)}."
                 )
-            vx = check_images(validation_data[0], name="validation_data[0]")
+            vx = check_images(as_image_source(validation_data[0], name="validation_data[0]"),
+                              name="validation_data[0]")
             v_targets = labels_to_indices(validation_data[1], classes, n_samples=len(vx),
                                           name="validation_data[1]", per="image")
             val = (np.asarray(vx), keras.utils.to_categorical(v_targets, n_classes))
@@ -572,7 +583,8 @@ class CifarCNN(ClassifierMixin, BaseExtractor):
         With ``tta``, the average over each image and its mirror image.
         """
         self._check_fitted()
-        images = check_images(X, name="X", min_size=self._min_size_for_input())
+        images = check_images(as_image_source(X, name="X"), name="X",
+                              min_size=self._min_size_for_input())
         self._check_image_size((int(images.shape[1]), int(images.shape[2])))
         tta = bool(self.resolved_params()["tta"])
         shifts = "translate" in self.resolved_params()["augment"]

@@ -30,6 +30,8 @@ from .._validation import (
     check_positive_int,
     describe,
 )
+from ..datasets import as_image_source
+from ..datasets.sources import labelled_pair, source_labels
 from ..exceptions import InvalidInputError, InvalidTypeError, NotFittedError, TransferkitError
 from ..extractors import BaseExtractor
 from ._checkpoint import default_checkpoint_dir, load_checkpoint, run_key, save_checkpoint
@@ -302,18 +304,21 @@ class FineTuner(ClassifierMixin, BaseEstimator):
         return self.head, {}
 
     # ---------------------------------------------------------------- fitting
-    def fit(self, X: Any, y: Any, *, validation_data: Any = None) -> FineTuner:
+    def fit(self, X: Any, y: Any = None, *, validation_data: Any = None) -> FineTuner:
         """Fine-tune on images ``X`` with labels ``y`` (the head's classes).
 
         Parameters
         ----------
-        X : array-like of shape (n, height, width, 3)
+        X : array-like of shape (n, height, width, 3), or an image source
             Training images, uint8 or float in [0, 255]: the size the head's features
             were extracted at (the backbone resizes them inside when its
-            ``input_size`` is set). Never modified.
-        y : array-like of shape (n,) or (n, n_classes)
+            ``input_size`` is set). Never modified. Any source
+            :func:`~transferkit.datasets.as_image_source` takes (an image folder, a
+            ``tf.data.Dataset``, ...) is read into memory once.
+        y : array-like of shape (n,) or (n, n_classes), optional
             Labels, each one of the head's ``classes_`` (or one-hot rows in their order).
-        validation_data : (images, labels), optional
+            Default: the labels ``X`` carries (an image folder's, a dataset's).
+        validation_data : (images, labels) or a labelled image source, optional
             Held-out data, monitored each epoch (``val_accuracy``); replaces
             ``validation_split``.
 
@@ -329,10 +334,16 @@ class FineTuner(ClassifierMixin, BaseEstimator):
         self._validate_params()
         head, provenance = self._resolved_head()
         extractor = self.extractor
-        images = check_images(X, name="X")
+        images = check_images(as_image_source(X, name="X"), name="X")
         check_image_batch_values(np.asarray(images[: min(len(images), 256)]), name="X")
         image_size = (int(images.shape[1]), int(images.shape[2]))
         classes = np.asarray(head.classes_)
+        if y is None:
+            y = source_labels(images, classes)
+            if y is None:
+                raise InvalidInputError(
+                    "`y` is required: `X` carries no labels (pass the labels, or images "
+                    "that carry them, such as an image folder).")
         targets = labels_to_indices(y, classes, n_samples=len(images), name="y", per="image")
         saved_fp = (provenance.get("extractor") or {}).get("fingerprint")
         if saved_fp and saved_fp != extractor.fingerprint:
@@ -513,11 +524,14 @@ class FineTuner(ClassifierMixin, BaseEstimator):
     ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
         x_arr = np.asarray(images)
         if validation_data is not None:
-            if not isinstance(validation_data, list | tuple) or len(validation_data) != 2:
+            validation_data = labelled_pair(validation_data, name="validation_data")
+            if len(validation_data) != 2:
                 raise InvalidInputError(
                     "`validation_data` must be a pair (images, labels); received "
                     f"{describe(validation_data)}.")
-            vx = np.asarray(check_images(validation_data[0], name="validation_data[0]"))
+            vx = np.asarray(check_images(
+                as_image_source(validation_data[0], name="validation_data[0]"),
+                name="validation_data[0]"))
             if vx.shape[1:] != x_arr.shape[1:]:
                 raise InvalidInputError(
                     f"`validation_data[0]` must hold images of shape {x_arr.shape[1:]} like "
@@ -581,7 +595,7 @@ class FineTuner(ClassifierMixin, BaseEstimator):
             Images of the training images' size, uint8 or float in [0, 255].
         """
         self._check_fitted("predict_proba")
-        images = np.asarray(check_images(X, name="X"))
+        images = np.asarray(check_images(as_image_source(X, name="X"), name="X"))
         if tuple(images.shape[1:3]) != tuple(self.image_size_):
             raise InvalidInputError(
                 f"`X` must hold {self.image_size_[0]}x{self.image_size_[1]} images like the "

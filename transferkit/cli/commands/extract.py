@@ -1,4 +1,5 @@
-"""``transferkit extract``: images (CIFAR-10 or an image folder) -> a feature cache entry."""
+"""``transferkit extract``: images (CIFAR-10, an image folder, a CSV list, a Hugging Face
+dataset) -> a feature cache entry."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from .._options import (
     add_extractor_options,
     check_extraction_memory,
     check_read_memory,
+    input_file,
     input_folder,
     name_text,
     output_path,
@@ -41,12 +43,15 @@ def add_parser(subparsers: Any, parents: Sequence[argparse.ArgumentParser]) -> N
     p = add_command(
         subparsers, parents,
         "extract", "extract features of a dataset into a cache entry",
-        "Run a frozen backbone over CIFAR-10 (--data) or an image folder (--image-folder) "
+        "Run a frozen backbone over CIFAR-10 (--data), an image folder (--image-folder), a "
+        "CSV list of image files (--image-list) or a Hugging Face dataset (--hf-dataset) "
         "and store the features, labels and class names in an HDF5 cache entry. An entry "
         "that exists is read instead; an interrupted extraction resumes. Prints the key.",
         "  transferkit extract --data cifar-10-python.tar.gz --split test --input-size 64 "
         "--cache f.h5\n"
         "  transferkit extract --image-folder photos/ --image-size 224 --cache photos.h5\n"
+        "  transferkit extract --image-list labels.csv --image-size 224 --cache photos.h5\n"
+        "  transferkit extract --hf-dataset saved_dataset/ --hf-split test --cache f.h5\n"
         "  transferkit extract --data cifar10-jpg/ --cnn cifar_cnn.keras --cache f.h5\n"
         "  KEY=$(transferkit extract --quiet --data cifar10-jpg/ --cache f.h5)",
     )
@@ -57,11 +62,29 @@ def add_parser(subparsers: Any, parents: Sequence[argparse.ArgumentParser]) -> N
     g.add_argument("--image-folder", type=path_text, metavar="DIR",
                    help="your own images, DIR/<class>/<image> (with --split, DIR/<split>/ if "
                         "it exists)")
+    g.add_argument("--image-list", type=path_text, metavar="CSV",
+                   help="image files listed in a CSV file with a header: a path column "
+                        "(path, filepath, file, filename, image, ...; paths relative to the "
+                        "CSV's folder) and optionally a label column (label or class)")
+    g.add_argument("--path-column", type=name_text, metavar="NAME",
+                   help="--image-list: the column of image paths (default: found by name)")
+    g.add_argument("--label-column", type=name_text, metavar="NAME",
+                   help="--image-list, --hf-dataset: the column of labels (default: found "
+                        "by name, or the ClassLabel column; 'none' for no labels)")
+    g.add_argument("--hf-dataset", type=path_text, metavar="PATH_OR_NAME",
+                   help="a Hugging Face dataset: a folder written by save_to_disk, a local "
+                        "folder load_dataset reads (e.g. an imagefolder), or a hub name "
+                        "(downloaded; needs pip install 'transferkit[hf]')")
+    g.add_argument("--hf-split", type=name_text, metavar="NAME",
+                   help="--hf-dataset: the split to read (default: train, or the only one)")
+    g.add_argument("--hf-image-column", type=name_text, metavar="NAME",
+                   help="--hf-dataset: the image column (default: the one Image column)")
     g.add_argument("--split", choices=("train", "test"),
                    help="CIFAR-10 split (default train); recorded with the entry")
     g.add_argument("--image-size", type=positive_int, metavar="N",
-                   help="--image-folder: side images are resized to when read (default: "
-                        "--input-size, the CNN's size, or 224)")
+                   help="--image-folder, --image-list, --hf-dataset: side images are "
+                        "resized to when read (default: --input-size, the CNN's size, or "
+                        "224)")
     g.add_argument("--limit", type=positive_int, metavar="N",
                    help="use N images, spread evenly over the classes (default: all)")
     add_extractor_options(p)
@@ -81,32 +104,101 @@ def add_parser(subparsers: Any, parents: Sequence[argparse.ArgumentParser]) -> N
     p.set_defaults(func=run, needs_tf=True)
 
 
+_SOURCES = ("--data", "--image-folder", "--image-list", "--hf-dataset")
+
+
+def _read_size(args: argparse.Namespace, image_size: tuple[int, int] | None) -> tuple[Any, str]:
+    """The size images are resized to when read, and the option that decided it."""
+    size: Any
+    size_option = "--image-size"
+    if args.image_size is not None:
+        size = (args.image_size, args.image_size)
+    elif image_size is not None:
+        size = image_size
+    elif args.input_size is not None:
+        size, size_option = (args.input_size, args.input_size), "--input-size"
+    else:
+        size = (224, 224)
+    check_read_memory(size_option, size, 1)  # a batch: check_extraction_memory
+    return size, size_option
+
+
+def _label_column(args: argparse.Namespace) -> str | None:
+    if args.label_column is None:
+        return "auto"
+    return None if args.label_column.lower() == "none" else args.label_column
+
+
+def _load_listed(args: argparse.Namespace, image_size: tuple[int, int] | None) -> dict[str, Any]:
+    """--image-list or --hf-dataset: the images, labels, class names and a description."""
+    from ...datasets import balanced_subset
+
+    size, size_option = _read_size(args, image_size)
+    bs = 64 if args.batch_size is None else args.batch_size
+    if args.image_list is not None:
+        from ...datasets import load_image_list
+
+        csv_path = input_file("--image-list", args.image_list)
+        ds: Any = load_image_list(csv_path, path_column=args.path_column,
+                                  label_column=_label_column(args), image_size=size,
+                                  batch_size=bs)
+        what = f"image list {csv_path}"
+        meta: dict[str, Any] = {"dataset": "image-list", "csv": str(csv_path.resolve())}
+    else:
+        from ...datasets import from_hf_dataset
+        from .._common import load_hf_dataset
+
+        raw, split = load_hf_dataset(args.hf_dataset, args.hf_split)
+        ds = from_hf_dataset(raw, image_column=args.hf_image_column,
+                             label_column=_label_column(args), image_size=size,
+                             batch_size=bs)
+        what = f"Hugging Face dataset {args.hf_dataset} ({split})"
+        meta = {"dataset": "hf", "hf_dataset": args.hf_dataset, "split": split}
+    images: Any = ds
+    labels = ds.labels
+    if args.limit is not None and args.limit < len(ds):
+        if labels is None:
+            raise UsageError("--limit spreads images over the classes: the data has no "
+                             "labels (name a label column with --label-column)")
+        images, labels = balanced_subset(ds, labels, args.limit)
+    class_names = list(ds.class_names) if ds.class_names is not None else None
+    n_classes = (f", {len(class_names)} classes" if class_names is not None
+                 else ", no labels" if labels is None else "")
+    return {
+        "images": images,
+        "labels": labels,
+        "size_option": size_option,
+        "class_names": class_names,
+        "describe": f"{what}: {len(images)} images {size[0]}x{size[1]}{n_classes}",
+        "meta": {**meta, "image_size": [int(size[0]), int(size[1])], "limit": args.limit},
+    }
+
+
 def _load_dataset(args: argparse.Namespace, image_size: tuple[int, int] | None) -> dict[str, Any]:
     """The images to extract, with their labels, class names and a description."""
     from ...datasets import CIFAR10_CLASSES, balanced_subset, load_cifar10_or_sample
 
+    given = [o for o in _SOURCES if getattr(args, o[2:].replace("-", "_")) is not None]
+    if len(given) > 1:
+        raise UsageError(f"pass one source of images, not {' and '.join(given)}")
+    if args.image_list is None and args.path_column is not None:
+        raise UsageError("--path-column applies to --image-list")
+    if args.image_list is None and args.hf_dataset is None and args.label_column is not None:
+        raise UsageError("--label-column applies to --image-list and --hf-dataset")
+    if args.hf_dataset is None and (args.hf_split or args.hf_image_column) is not None:
+        raise UsageError("--hf-split and --hf-image-column apply to --hf-dataset")
+    if args.image_list is not None or args.hf_dataset is not None:
+        return _load_listed(args, image_size)
     limit = args.limit
     if args.image_folder is not None:
         from ...datasets import load_image_folder
 
-        if args.data is not None:
-            raise UsageError("pass either --data (CIFAR-10) or --image-folder, not both")
         input_folder("--image-folder", args.image_folder)
         root = Path(args.image_folder).expanduser()
         split = args.split
         if split is not None and (root / split).is_dir():
             root = root / split
-        size: Any
-        size_option = "--image-size"
-        if args.image_size is not None:
-            size = (args.image_size, args.image_size)
-        elif image_size is not None:
-            size = image_size
-        elif args.input_size is not None:
-            size, size_option = (args.input_size, args.input_size), "--input-size"
-        else:
-            size = (224, 224)
-        check_read_memory(size_option, size, 1)  # a batch: check_extraction_memory
+        size, size_option = _read_size(args, image_size)
         ds = load_image_folder(
             root, image_size=size, batch_size=64 if args.batch_size is None else args.batch_size
         )
@@ -236,7 +328,9 @@ def run(args: argparse.Namespace) -> int:
              f"{seconds:.1f} s ({(n - before.n_done) / max(seconds, 1e-9):.1f} images/s)")
     else:
         echo(f"extracted {n} images in {seconds:.1f} s ({n / max(seconds, 1e-9):.1f} images/s)")
+    stored = ("no labels" if data["labels"] is None else "labels" if data["class_names"] is None
+              else f"labels and {len(data['class_names'])} class names")
     echo(f"cache: {cache.path}, entry {short_key(key)}: {n}x{entry.feature_dim} float32, "
-         f"{mb(entry.nbytes)} MB, labels and {len(data['class_names'])} class names stored")
+         f"{mb(entry.nbytes)} MB, {stored} stored")
     echo(f"key: {key}")
     return EXIT_OK
