@@ -397,3 +397,18 @@ def test_trunk_features_go_through_the_cache(fast_model, data, tmp_path) -> None
     (entry,) = cache.entries()
     assert entry.extractor == "cifar_cnn"
     assert entry.extractor_config["weights"]["trained_hash"] == fast_model.weights_hash_
+
+
+def test_fit_takes_a_labelled_pipeline_with_its_class_names(data) -> None:
+    """fit(ds): the images and labels of a tf.data pipeline; classes_ are its class names."""
+    from transferkit.datasets import from_keras_data
+
+    tf = pytest.importorskip("tensorflow")
+    (x, y), _ = data
+    x, y = x[:64], y[:64]
+    ds = from_keras_data(tf.data.Dataset.from_tensor_slices((x, y)).batch(16),
+                         class_names=["red", "green", "blue"])
+    model = CifarCNN(**TINY_FAST, epochs=1).fit(ds)
+    assert list(model.classes_) == ["blue", "green", "red"]
+    reference = CifarCNN(**TINY_FAST, epochs=1).fit(x, np.asarray(["red", "green", "blue"])[y])
+    np.testing.assert_allclose(model.predict_proba(ds), reference.predict_proba(x), atol=1e-5)

@@ -542,3 +542,48 @@ def test_cli_extract_with_shards_runs_a_local_cluster(tmp_path, pythonpath) -> N
         assert cli.main([*argv, "--workers", "2", "--scheduler", "tcp://x:1"]) == 2  # usage
     assert "Pass one of the two" in err.getvalue()
 
+
+
+def test_shards_of_image_lists_hf_datasets_and_py_datasets(tmp_path) -> None:
+    """Other sources split into shards, and each shard's part pickles for a remote worker."""
+    import pickle
+
+    import keras
+    import tensorflow as tf
+    from PIL import Image
+
+    from transferkit.datasets import as_image_source, from_keras_data, load_image_list
+    from transferkit.distributed._shard import shard_payload
+
+    x = synthetic_images(0, 12)
+    for i in range(12):
+        Image.fromarray(x[i]).save(tmp_path / f"{i:02d}.png")
+    (tmp_path / "list.csv").write_text(
+        "path,label\n" + "".join(f"{i:02d}.png,{i % 2}\n" for i in range(12)))
+
+    class Batches(keras.utils.PyDataset):
+        def __len__(self):
+            return 3
+
+        def __getitem__(self, i):
+            return x[4 * i: 4 * i + 4]
+
+    sources = {"list": load_image_list(tmp_path / "list.csv", image_size=None),
+               "pydataset": Batches()}
+    datasets = pytest.importorskip("datasets")
+    sources["hf"] = datasets.Dataset.from_dict(
+        {"image": [Image.fromarray(im) for im in x]},
+        features=datasets.Features({"image": datasets.Image()}))
+    for name, images in sources.items():
+        cache = FeatureCache(tmp_path / f"{name}.h5")
+        plan = plan_shards(NumpyExtractor(batch_size=4), images, cache, n_shards=3)
+        for i in range(3):
+            extract_shard(NumpyExtractor(batch_size=4), images, plan, i)
+        merge_shards(cache, plan)
+        np.testing.assert_array_equal(cache.load(plan.key), _reference(x), err_msg=name)
+        if name != "pydataset":  # (this test's PyDataset class is local: not picklable)
+            part, lo, hi = pickle.loads(pickle.dumps(
+                shard_payload(as_image_source(images), 4, 8)))
+            np.testing.assert_array_equal(np.asarray(part[lo:hi]), x[4:8], err_msg=name)
+    with pytest.raises(exc.InvalidTypeError, match="cannot be sent to another process"):
+        shard_payload(from_keras_data(tf.data.Dataset.from_tensor_slices(x)), 0, 4)

@@ -291,3 +291,18 @@ def test_partial_fine_tuning_from_cached_activations(data, fitted_head, tmp_path
     for bad in ({"trainable_blocks": "all"}, {"augment": ("flip", "translate")}):
         with pytest.raises(exc.InvalidInputError, match="activation_cache|augment"):
             _tuner(fitted_head, activation_cache=cache_path, **bad).fit(x, y)
+
+
+def test_fit_takes_a_tf_dataset_with_its_labels(data, fitted_head) -> None:
+    """A labelled tf.data pipeline stands for (X, y): the same fit as the arrays'."""
+    tf = pytest.importorskip("tensorflow")
+    x, y = data
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(10)
+    a = _tuner(fitted_head, epochs=1, learning_rate=0.05).fit(ds)
+    b = _tuner(fitted_head, epochs=1, learning_rate=0.05).fit(x, y)
+    np.testing.assert_allclose(a.predict_proba(ds), b.predict_proba(x), atol=1e-6)
+    val = tf.data.Dataset.from_tensor_slices((x[:20], y[:20]))
+    c = _tuner(fitted_head, epochs=1, learning_rate=0.05).fit(ds, validation_data=val)
+    assert "val_accuracy" in c.history_
+    with pytest.raises(exc.InvalidInputError, match="`y` is required: `X` carries no labels"):
+        _tuner(fitted_head).fit(tf.data.Dataset.from_tensor_slices(x))
