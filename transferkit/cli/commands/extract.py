@@ -143,7 +143,9 @@ def _load_listed(args: argparse.Namespace, image_size: tuple[int, int] | None) -
                                   label_column=_label_column(args), image_size=size,
                                   batch_size=bs)
         what = f"image list {csv_path}"
-        meta: dict[str, Any] = {"dataset": "image-list", "csv": str(csv_path.resolve())}
+        meta: dict[str, Any] = {"dataset": "image-list", "csv": str(csv_path.resolve()),
+                                "path_column": args.path_column,
+                                "label_column": _label_column(args)}
     else:
         from ...datasets import from_hf_dataset
         from .._common import load_hf_dataset
@@ -153,7 +155,10 @@ def _load_listed(args: argparse.Namespace, image_size: tuple[int, int] | None) -
                              label_column=_label_column(args), image_size=size,
                              batch_size=bs)
         what = f"Hugging Face dataset {args.hf_dataset} ({split})"
-        meta = {"dataset": "hf", "hf_dataset": args.hf_dataset, "split": split}
+        local = Path(args.hf_dataset).expanduser()
+        meta = {"dataset": "hf", "split": split,
+                "hf_dataset": str(local.resolve()) if local.exists() else args.hf_dataset,
+                "image_column": args.hf_image_column, "label_column": _label_column(args)}
     images: Any = ds
     labels = ds.labels
     if args.limit is not None and args.limit < len(ds):
