@@ -13,7 +13,9 @@ from transferkit.plots import (
     MissingDependencyError,
     plot_accuracy_vs_cost,
     plot_confusion_matrix,
+    plot_image_pairs,
     plot_label_efficiency,
+    plot_neighbours,
     plot_predictions_grid,
     plot_training_curves,
 )
@@ -142,3 +144,140 @@ def test_missing_matplotlib_says_what_to_install(tmp_path, monkeypatch) -> None:
         plot_training_curves({"loss": [1.0]}, tmp_path / "x.png")
     assert 'pip install "transferkit[plots]"' in str(info.value)
     assert isinstance(info.value, ImportError)
+
+
+# --------------------------------------------------------------------------- image pairs
+
+RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
+
+
+def solid(n: int, h: int, w: int, colour, dtype=np.uint8) -> np.ndarray:
+    """``n`` images of ``h`` x ``w`` pixels, all of one colour."""
+    return np.broadcast_to(np.asarray(colour, dtype=dtype), (n, h, w, 3)).copy()
+
+
+def png_pixels(path) -> np.ndarray:
+    check_png(path)
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def count(pixels: np.ndarray, colour) -> int:
+    """How many pixels are exactly ``colour``."""
+    return int((pixels == np.asarray(colour, dtype=np.uint8)).all(axis=-1).sum())
+
+
+def test_neighbours_one_row_per_query(tmp_path) -> None:
+    def draw(q: int, name: str, **kwargs) -> np.ndarray:
+        queries = solid(q, 32, 32, RED)
+        neighbours = solid(q * 3, 16, 24, GREEN, np.float32).reshape(q, 3, 16, 24, 3)
+        out = plot_neighbours(queries, neighbours, tmp_path / name, **kwargs)
+        assert out == tmp_path / name
+        return png_pixels(out)
+
+    one = draw(1, "one.png")
+    four = draw(4, "four.png", similarities=np.full((4, 3), 0.93),
+                query_titles=[f"q{i}.png" for i in range(4)],
+                neighbour_titles=[["cat", "dog", "frog"]] * 4, title="neighbours")
+    # The same columns, four times the rows: about as wide, much taller.
+    assert abs(four.shape[1] - one.shape[1]) < 0.2 * one.shape[1]
+    assert four.shape[0] > 3 * one.shape[0]
+    # Each query drawn once, three neighbours per query (the float images too).
+    assert 3.5 < count(four, RED) / count(one, RED) < 4.5
+    assert 3.5 < count(four, GREEN) / count(one, GREEN) < 4.5
+    assert count(one, GREEN) > count(one, RED)  # 3 neighbours of 16x24 > 1 query of 32x32
+    # More neighbours: wider, not taller.
+    wide = png_pixels(plot_neighbours(solid(1, 32, 32, RED), solid(6, 16, 24, GREEN)[None],
+                                      tmp_path / "sub" / "wide.png"))
+    assert wide.shape[1] > 1.5 * one.shape[1]
+    assert abs(wide.shape[0] - one.shape[0]) < 0.2 * one.shape[0]
+
+
+def test_image_pairs_grid(tmp_path) -> None:
+    def draw(n: int, name: str, **kwargs) -> np.ndarray:
+        return png_pixels(plot_image_pairs(
+            solid(n, 32, 32, RED), solid(n, 20, 20, BLUE), tmp_path / name,
+            similarities=np.linspace(0.99, 0.9, n), titles_a=[f"test {i} cat" for i in range(n)],
+            titles_b=[f"train {i} cat" for i in range(n)], **kwargs))
+
+    four = draw(4, "four.png", title="leaks")
+    eight = draw(8, "eight.png")  # ncols=4: two rows
+    check_png(plot_image_pairs(solid(2, 8, 8, RED).astype(np.float32), solid(2, 8, 8, BLUE),
+                               tmp_path / "sub" / "bare.png"))
+    assert eight.shape[0] > 1.6 * four.shape[0]
+    assert abs(eight.shape[1] - four.shape[1]) < 0.2 * four.shape[1]
+    assert 1.8 < count(eight, RED) / count(four, RED) < 2.2
+    assert 1.8 < count(eight, BLUE) / count(four, BLUE) < 2.2
+    # max_pairs draws only the first pairs; ncols=1 stacks them.
+    capped = draw(8, "capped.png", max_pairs=4)
+    assert abs(count(capped, RED) - count(four, RED)) < 0.1 * count(four, RED)
+    column = draw(4, "column.png", ncols=1)
+    assert column.shape[0] > 2.5 * four.shape[0] and column.shape[1] < 0.5 * four.shape[1]
+    assert abs(count(column, BLUE) - count(four, BLUE)) < 0.1 * count(four, BLUE)
+
+
+Q = np.zeros((2, 8, 8, 3), dtype=np.uint8)
+NB = np.zeros((2, 3, 6, 6, 3), dtype=np.uint8)
+A = np.zeros((3, 8, 8, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "fragments"),
+    [
+        (lambda p: plot_neighbours(Q[..., 0], NB, p), InvalidInputError,
+         ["`query_images`", "(q, height, width, 3)", "(2, 8, 8)"]),
+        (lambda p: plot_neighbours(Q, NB[:, 0], p), InvalidInputError,
+         ["`neighbour_images`", "(q, k, height, width, 3)", "(2, 6, 6, 3)"]),
+        (lambda p: plot_neighbours(Q, NB[:1], p), InvalidInputError,
+         ["`neighbour_images`", "2 queries", "(1, 3, 6, 6, 3)"]),
+        (lambda p: plot_neighbours(Q[:0], NB[:0], p), InvalidInputError,
+         ["`query_images`", "empty"]),
+        (lambda p: plot_neighbours(Q, NB[:, :0], p), InvalidInputError,
+         ["`neighbour_images`", "empty", "(2, 0, 6, 6, 3)"]),
+        (lambda p: plot_neighbours(Q.astype(float) * np.nan, NB, p), InvalidInputError,
+         ["`query_images`", "finite"]),
+        (lambda p: plot_neighbours(Q, NB, p, similarities=np.ones((2, 4))), InvalidInputError,
+         ["`similarities`", "(2, 3)", "(2, 4)"]),
+        (lambda p: plot_neighbours(Q, NB, p, similarities=[[1, np.nan, 1], [1, 1, 1]]),
+         InvalidInputError, ["`similarities`", "finite"]),
+        (lambda p: plot_neighbours(Q, NB, p, query_titles=["a"]), InvalidInputError,
+         ["`query_titles`", "(2)", "received 1"]),
+        (lambda p: plot_neighbours(Q, NB, p, query_titles="ab"), InvalidTypeError,
+         ["`query_titles`", "'ab'"]),
+        (lambda p: plot_neighbours(Q, NB, p, neighbour_titles=[["a"] * 3]), InvalidInputError,
+         ["`neighbour_titles`", "(2)", "received 1"]),
+        (lambda p: plot_neighbours(Q, NB, p, neighbour_titles=[["a"] * 3, ["b"] * 2]),
+         InvalidInputError, ["`neighbour_titles[1]`", "(3)", "received 2"]),
+        (lambda p: plot_neighbours(Q, NB, p, neighbour_titles=[["a"] * 3, "abc"]),
+         InvalidTypeError, ["`neighbour_titles[1]`", "'abc'"]),
+        (lambda p: plot_neighbours(Q, NB, p, title=3), InvalidTypeError, ["`title`", "3"]),
+        (lambda p: plot_neighbours(Q, NB, p.with_suffix(".jpg")), InvalidInputError,
+         ["`path`", ".png", "out.jpg"]),
+        (lambda p: plot_image_pairs(A[..., :2], A, p), InvalidInputError,
+         ["`images_a`", "(n, height, width, 3)", "(3, 8, 8, 2)"]),
+        (lambda p: plot_image_pairs(A, [[1, 2], [3]], p), InvalidInputError,
+         ["`images_b`", "(n, height, width, 3)"]),
+        (lambda p: plot_image_pairs(A, A[:2], p), InvalidInputError,
+         ["`images_b`", "(3)", "received 2"]),
+        (lambda p: plot_image_pairs(A[:0], A[:0], p), InvalidInputError,
+         ["`images_a`", "empty"]),
+        (lambda p: plot_image_pairs(A, A, p, similarities=[0.9, 0.8]), InvalidInputError,
+         ["`similarities`", "(3,)", "(2,)"]),
+        (lambda p: plot_image_pairs(A, A, p, titles_a=["a", "b"]), InvalidInputError,
+         ["`titles_a`", "(3)", "received 2"]),
+        (lambda p: plot_image_pairs(A, A, p, titles_b=7), InvalidTypeError,
+         ["`titles_b`", "7"]),
+        (lambda p: plot_image_pairs(A, A, p, ncols=0), InvalidInputError,
+         ["`ncols`", "positive integer", "0"]),
+        (lambda p: plot_image_pairs(A, A, p, max_pairs=True), InvalidInputError,
+         ["`max_pairs`", "positive integer", "True"]),
+        (lambda p: plot_image_pairs(A, A, 42), InvalidTypeError, ["`path`", "42"]),
+    ],
+)
+def test_bad_image_arguments_say_what_was_expected_and_received(tmp_path, call, error,
+                                                                fragments) -> None:
+    with pytest.raises(error) as info:
+        call(tmp_path / "out.png")
+    for fragment in fragments:
+        assert fragment in str(info.value), (fragment, str(info.value))
+    assert not (tmp_path / "out.png").exists()
