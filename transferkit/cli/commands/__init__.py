@@ -10,7 +10,19 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import demo, evaluate, export, extract, fine_tune, fit, info, predict, train_cnn
+from . import (
+    demo,
+    duplicates,
+    evaluate,
+    export,
+    extract,
+    fine_tune,
+    fit,
+    info,
+    predict,
+    similar,
+    train_cnn,
+)
 
 __all__ = ["COMMANDS"]
 
@@ -24,5 +36,7 @@ COMMANDS: dict[str, ModuleType] = {
     "fine-tune": fine_tune,
     "export": export,
     "predict": predict,
+    "similar": similar,
+    "duplicates": duplicates,
     "demo": demo,
 }
