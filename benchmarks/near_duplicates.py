@@ -3,8 +3,9 @@
 Three measurements, side by side in one run (``python benchmarks/near_duplicates.py``):
 
 1. **Calibration on known copies.** From the shared CIFAR-10 test set: ``--originals``
-   images get one augmented copy per kind (crop up to 10% of each side, colour shift,
-   rescale to 50-80% and back, JPEG re-encode at quality 30-70, and all four at once).
+   images get one augmented copy per kind (crop: up to 10% of the width and of the height
+   cut off, resized back; colour: brightness, contrast and saturation each +-10%; rescale
+   to 60-90% and back; JPEG re-encode at quality 40-90; and all four at once).
    The gallery is the originals plus ``--distractors`` other test images. Each copy
    queries the gallery: it is *recalled* at threshold ``t`` when its nearest neighbour
    is its original with cosine similarity >= ``t``. ``--negatives`` further test images,
@@ -48,21 +49,22 @@ def augment(image: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarra
     h, w = image.shape[:2]
     pil = Image.fromarray(image)
     kinds = ("crop", "colour", "rescale", "jpeg") if kind == "all four" else (kind,)
-    if "crop" in kinds:  # up to 10% off each side, then back to the size
-        left, top = rng.integers(0, int(0.1 * w) + 1), rng.integers(0, int(0.1 * h) + 1)
-        right, bottom = w - rng.integers(0, int(0.1 * w) + 1), h - rng.integers(0, int(0.1 * h) + 1)
-        pil = pil.crop((int(left), int(top), int(right), int(bottom))).resize((w, h),
-                                                                              Image.BILINEAR)
-    if "colour" in kinds:  # brightness, contrast, saturation +-20%
+    if "crop" in kinds:  # up to 10% of the width and of the height cut off, then resized back
+        cut_w = int(rng.integers(0, int(0.1 * w) + 1))
+        cut_h = int(rng.integers(0, int(0.1 * h) + 1))
+        left, top = int(rng.integers(0, cut_w + 1)), int(rng.integers(0, cut_h + 1))
+        pil = pil.crop((left, top, w - (cut_w - left), h - (cut_h - top))).resize(
+            (w, h), Image.BILINEAR)
+    if "colour" in kinds:  # brightness, contrast, saturation +-10%
         for enhance in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
-            pil = enhance(pil).enhance(float(rng.uniform(0.8, 1.2)))
-    if "rescale" in kinds:  # down to 50-80% and back
-        s = float(rng.uniform(0.5, 0.8))
+            pil = enhance(pil).enhance(float(rng.uniform(0.9, 1.1)))
+    if "rescale" in kinds:  # down to 60-90% and back
+        s = float(rng.uniform(0.6, 0.9))
         pil = pil.resize((max(1, int(w * s)), max(1, int(h * s))), Image.BILINEAR).resize(
             (w, h), Image.BILINEAR)
     if "jpeg" in kinds:
         buf = io.BytesIO()
-        pil.save(buf, "JPEG", quality=int(rng.integers(30, 71)))
+        pil.save(buf, "JPEG", quality=int(rng.integers(40, 91)))
         buf.seek(0)
         pil = Image.open(buf).convert("RGB")
     return np.asarray(pil, dtype=np.uint8)
@@ -119,12 +121,16 @@ def main() -> None:
     p.add_argument("--data", help="CIFAR-10 location (see transferkit.datasets.load_cifar10)")
     p.add_argument("--cache", default="benchmark_duplicates.h5")
     p.add_argument("--size", type=int, default=96, help="Lite0 input size")
+    p.add_argument("--layer", nargs="+", default=["top"],
+                   help="Lite0 feature layer(s), e.g. block5 block6 top")
     p.add_argument("--originals", type=int, default=1000)
     p.add_argument("--distractors", type=int, default=4000)
     p.add_argument("--negatives", type=int, default=1000)
     p.add_argument("--plot", default="cifar10_leaks.png")
     p.add_argument("--csv", default="cifar10_leaks.csv")
     p.add_argument("--skip-leaks", action="store_true")
+    p.add_argument("--calibrate-only", action="store_true",
+                   help="only the calibration table (no CIFAR-10 train features)")
     args = p.parse_args()
     print(machine_line(), flush=True)
 
@@ -134,8 +140,13 @@ def main() -> None:
 
     (x_train, y_train), (x_test, y_test) = load_cifar10(args.data)
     cache = FeatureCache(args.cache)
-    ext = EfficientNetLite0Extractor(input_size=args.size, batch_size=128)
+    layer = tuple(args.layer) if len(args.layer) > 1 else args.layer[0]
+    ext = EfficientNetLite0Extractor(input_size=args.size, batch_size=128, layer=layer)
+    print(f"features: Lite0 ImageNet @{args.size}px, layer {layer!r}", flush=True)
     threshold = calibrate(args, cache, ext, x_test)
+    if args.calibrate_only:
+        print(machine_line(), flush=True)
+        return
 
     t = time.perf_counter()
     cache.extract(ext, x_train, labels=y_train, class_names=list(CIFAR10_CLASSES))

@@ -50,7 +50,7 @@ def work(tmp_path_factory) -> dict:
 
 def test_similar_finds_the_image_itself_first_and_plots(work, tmp_path) -> None:
     query = work["root"] / "photos" / "train" / "dog" / "03.png"  # train row 3 -> dog/03
-    code, out, err = _run(["similar", str(query), "--cache", work["cache"], "--k", "3",
+    code, out, err = _run(["similar", str(query), "--cache", work["cache"], "--k", "3", "--center",
                            "--plot", str(tmp_path / "n.png")])
     assert code == 0, err
     first = next(line for line in out.splitlines() if line.strip().startswith("1."))
@@ -62,7 +62,7 @@ def test_similar_finds_the_image_itself_first_and_plots(work, tmp_path) -> None:
 
 def test_duplicates_against_the_test_split_finds_the_two_copies(work, tmp_path) -> None:
     code, out, err = _run(["duplicates", "--cache", work["cache"], "--split", "train",
-                           "--against", "test", "--threshold", "0.95",
+                           "--against", "test", "--threshold", "0.95", "--center",
                            "--csv", str(tmp_path / "p.csv"), "--plot", str(tmp_path / "p.png")])
     assert code == 0, err
     assert out.startswith("2 of 4 images of entry")

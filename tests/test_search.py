@@ -217,7 +217,7 @@ def test_index_entry_saves_then_loads_without_rebuilding(cache) -> None:
     assert sidecar["data_fingerprint"] == entry.data_fingerprint
     assert sidecar["extractor_fingerprint"] == entry.extractor_fingerprint
     assert (sidecar["created"], sidecar["completed"]) == (entry.created, entry.completed)
-    assert sidecar["params"] == {"metric": "cosine", "center": True, "backend": "exact"}
+    assert sidecar["params"] == {"metric": "cosine", "center": False, "backend": "exact"}
     inode = files[1].stat().st_ino
 
     loaded = index_entry(str(cache.path), key)  # a path works too
@@ -234,10 +234,10 @@ def test_index_entry_saves_then_loads_without_rebuilding(cache) -> None:
 def test_other_parameters_get_other_files(cache) -> None:
     key = entry_key(cache, make_images(12, seed=10))
     index_entry(cache, key)
-    index_entry(cache, key, center=False)
+    index_entry(cache, key, center=True)
     index_entry(cache, key, metric="euclidean", backend="exact")
     assert len(index_files(cache)) == 6
-    assert index_entry(cache, key, center=False).source == "loaded"
+    assert index_entry(cache, key, center=True).source == "loaded"
 
 
 def test_save_false_writes_nothing(cache) -> None:
@@ -395,9 +395,10 @@ def planted_sets(seed: int = 24):
 
 
 def test_find_duplicates_between_entries_finds_exact_and_near_copies(cache) -> None:
+    """(Centred: the toy extractor's grid means are all positive and alike when raw.)"""
     a, b, planted = planted_sets()
-    train = index_entry(cache, entry_key(cache, a))
-    test = index_entry(cache, entry_key(cache, b))
+    train = index_entry(cache, entry_key(cache, a), center=True)
+    test = index_entry(cache, entry_key(cache, b), center=True)
     report = find_duplicates(train, against=test)
     assert isinstance(report, DuplicateReport)
     assert report.threshold == DEFAULT_DUPLICATE_THRESHOLD == 0.9
@@ -435,7 +436,7 @@ def test_find_duplicates_within_an_entry_reports_each_pair_once(cache, monkeypat
     a[25] = a[2]
     a[21] = np.clip(a[5].astype(np.int16) + 3, 0, 255).astype(np.uint8)
     monkeypatch.setattr(index_module, "BLOCK_ELEMENTS", 90)  # 3 query rows per block
-    index = index_entry(cache, entry_key(cache, a))
+    index = index_entry(cache, entry_key(cache, a), center=True)
     report = find_duplicates(index)
     pairs = sorted(zip(report.query_rows.tolist(), report.match_rows.tolist(), strict=True))
     assert pairs == [(2, 20), (2, 25), (5, 21), (20, 25)]
@@ -450,7 +451,7 @@ def test_find_duplicates_within_an_entry_reports_each_pair_once(cache, monkeypat
 def test_max_pairs_keeps_the_most_similar(cache, monkeypatch) -> None:
     a = make_images(30, seed=26)
     monkeypatch.setattr(index_module, "BLOCK_ELEMENTS", 60)  # prune between blocks too
-    index = index_entry(cache, entry_key(cache, a))
+    index = index_entry(cache, entry_key(cache, a), center=True)
     everything = find_duplicates(index, threshold=-1.0)
     top = find_duplicates(index, threshold=-1.0, max_pairs=7)
     assert len(top) == 7
@@ -463,8 +464,8 @@ def test_duplicates_csv_has_keys_rows_similarities_and_labels(cache, tmp_path) -
     ext = extractor()
     cache.extract(ext, a, labels=np.arange(40) % 3, class_names=["cat", "dog", "emu"])
     cache.extract(ext, b)  # no labels
-    train = index_entry(cache, cache.key(ext, a))
-    test = index_entry(cache, cache.key(ext, b))
+    train = index_entry(cache, cache.key(ext, a), center=True)
+    test = index_entry(cache, cache.key(ext, b), center=True)
     report = find_duplicates(train, against=test)
     path = report.to_csv(tmp_path / "out" / "dups.csv")
     with open(path, newline="") as fh:
@@ -481,7 +482,7 @@ def test_duplicates_csv_has_keys_rows_similarities_and_labels(cache, tmp_path) -
     plain = find_duplicates(test, against=train).to_csv(tmp_path / "plain.csv")
     header = plain.read_text().splitlines()[0]
     assert header == "query_key,query_row,match_key,match_row,similarity,query_label,match_label"
-    unlabelled = index_entry(cache, entry_key(cache, make_images(8, seed=27)))
+    unlabelled = index_entry(cache, entry_key(cache, make_images(8, seed=27)), center=True)
     bare = find_duplicates(unlabelled).to_csv(tmp_path / "bare.csv")
     assert bare.read_text().splitlines() == [
         "query_key,query_row,match_key,match_row,similarity"]

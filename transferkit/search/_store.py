@@ -220,7 +220,7 @@ def index_entry(
     key: str,
     *,
     metric: str = "cosine",
-    center: bool = True,
+    center: bool = False,
     backend: str = "auto",
     save: bool = True,
 ) -> EntryIndex:

@@ -38,7 +38,7 @@ def add_parser(subparsers: Any, parents: Sequence[argparse.ArgumentParser]) -> N
     p = add_command(
         subparsers, parents,
         "duplicates", "find near-duplicate images in an entry, or test images leaked from train",
-        "Pairs of images whose features are nearly the same (cosine similarity of centred "
+        "Pairs of images whose features are nearly the same (cosine similarity of their "
         "features at or above --threshold): within one entry, or, with --against, each image "
         "of a second entry (e.g. the test split) paired with its nearest image of the first "
         "(e.g. the training split), the leaks that inflate a test score. Both entries must "
@@ -55,6 +55,9 @@ def add_parser(subparsers: Any, parents: Sequence[argparse.ArgumentParser]) -> N
                    help="cosine similarity at or above which two images are near-duplicates "
                         "(default: transferkit.search.DEFAULT_DUPLICATE_THRESHOLD, calibrated "
                         "on augmented copies)")
+    p.add_argument("--center", action="store_true",
+                   help="centre the features on the first entry's mean first (spreads the "
+                        "similarities of features that are alike for every image)")
     p.add_argument("--csv", type=path_text, metavar="FILE", help="write every pair to a CSV file")
     p.add_argument("--plot", type=path_text, metavar="PNG",
                    help="draw the closest pairs (re-reads the images from where `extract` "
@@ -74,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     csv = output_path("--csv", args.csv) if args.csv is not None else None
     cache = open_cache(args.cache)
     entry, prov = select_entry(cache, args, natural_split="train")
-    index = index_entry(cache, entry.key)
+    index = index_entry(cache, entry.key, center=args.center)
     other = other_prov = None
     if args.against is not None or args.against_key is not None:
         choose = copy.copy(args)
@@ -83,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         if other.key == entry.key:
             raise UsageError("--against selects the same entry as the first; pick another "
                              "split or key")
-    against = index_entry(cache, other.key) if other is not None else None
+    against = index_entry(cache, other.key, center=args.center) if other is not None else None
     threshold = DEFAULT_DUPLICATE_THRESHOLD if args.threshold is None else args.threshold
     report = find_duplicates(index, against=against, threshold=threshold)
     queries = other if other is not None else entry

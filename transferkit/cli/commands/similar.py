@@ -36,7 +36,7 @@ def add_parser(subparsers: Any, parents: Sequence[argparse.ArgumentParser]) -> N
         "similar", "find the images of a cache entry most similar to image files",
         "Extract the features of the given image files with the entry's own extractor (the "
         "one `transferkit extract` recorded) and list the entry's nearest images by cosine "
-        "similarity of centred features. The entry's index is built once and saved beside "
+        "similarity of the features. The entry's index is built once and saved beside "
         "the cache (FILE.index/), rebuilt when the entry changes.",
         "  transferkit similar query.jpg --cache photos.h5 --k 8\n"
         "  transferkit similar 'new/*.jpg' --cache photos.h5 --split train --plot "
@@ -50,6 +50,9 @@ def add_parser(subparsers: Any, parents: Sequence[argparse.ArgumentParser]) -> N
     p.add_argument("--image-size", type=positive_int, metavar="N",
                    help="side the query images are resized to when read (default: the size "
                         "the entry's images were read at)")
+    p.add_argument("--center", action="store_true",
+                   help="centre the features on the entry's mean first (spreads the "
+                        "similarities of features that are alike for every image)")
     p.add_argument("--batch-size", type=positive_int, metavar="N",
                    help="images per forward pass")
     p.add_argument("--plot", type=path_text, metavar="PNG",
@@ -87,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         size = (args.image_size, args.image_size)
     check_read_memory("--image-size", size, len(files))  # type: ignore[arg-type]
     images = read_images(files, size)  # type: ignore[arg-type]
-    index = index_entry(cache, entry.key)
+    index = index_entry(cache, entry.key, center=args.center)
     distances, rows = index.query_images(extractor, images, k=args.k)
     similarities = 1.0 - distances
     names = index.class_names
@@ -98,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
 
         shown = entry_images(prov)
     echo(f"entry {short_key(entry.key)}: {entry.n_images} images, "
-         f"{extractor_summary(entry.extractor_config)}; cosine similarity of centred features")
+         f"{extractor_summary(entry.extractor_config)}; cosine similarity of the features")
     for q, file in enumerate(files):
         echo(f"{file}:")
         for rank, (row, sim) in enumerate(zip(rows[q], similarities[q], strict=True), 1):
