@@ -21,12 +21,14 @@ and Pillow only when images are decoded.
 # invariants. Everything public is re-exported here, and other transferkit modules use
 # only these names, or the public functions of `images` (reading and finding image files):
 #   cifar10.py       load_cifar10 and its sources, load_cifar10_or_sample, the bundled sample
+#   on_demand.py     OnDemandImages: the array-like protocol of images decoded on demand
+#                    (image folders, image lists, HF datasets), hash_file
 #   image_folder.py  load_image_folder, ImageFolderDataset and its fingerprint
 #   images.py        finding image files on disk and decoding one to RGB uint8
 #   _archive.py      safe tar extraction and the restricted unpickler
 #   _paths.py        the data folder ($TRANSFERKIT_DATA), Keras' cache folders
 #   _subset.py       balanced_subset
-#   stream.py        ImageStream: images made on demand, larger than memory
+#   stream.py        ImageStream: images made on demand, larger than memory; read_in_order
 #   image_list.py    load_image_list: a CSV file or DataFrame of image paths and labels
 #   keras_data.py    tf.data.Dataset and keras.utils.PyDataset as sources (KerasDataSource)
 #   hf.py            from_hf_dataset: a Hugging Face datasets.Dataset of images

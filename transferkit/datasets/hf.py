@@ -58,9 +58,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -76,12 +75,12 @@ from ..exceptions import (
     MissingDependencyError,
 )
 from .image_folder import (
-    IndexOutOfRangeError,
     check_fits_in_memory,
     normalize_image_size,
     normalize_interpolation,
 )
-from .images import resample_filter, to_rgb_array
+from .images import to_rgb_array
+from .on_demand import OnDemandImages, hash_file
 
 __all__ = ["HFImageDataset", "from_hf_dataset"]
 
@@ -89,7 +88,6 @@ _FORMAT = "transferkit.HFImageDataset"
 _FINGERPRINT_VERSION = 1
 _DECODE_RECIPE = "pillow:exif_transpose:rgb"
 _INSTALL_HINT = 'pip install "transferkit[hf]"'
-_READ_CHUNK = 1 << 20
 #: Rows read from the Arrow table at a time while fingerprinting.
 _HASH_ROWS = 256
 _INTEGER_DTYPES = frozenset(
@@ -138,16 +136,16 @@ def _feature_name(feature: Any) -> str:
 # --------------------------------------------------------------------------------------
 
 
-class HFImageDataset:
+class HFImageDataset(OnDemandImages):
     """Images of a Hugging Face ``datasets.Dataset``, decoded on demand as uint8 NHWC.
 
     Made by :func:`from_hf_dataset`; nothing is decoded until asked. It duck-types as
-    a read-only image array: ``len(ds)``, ``ds.shape == (n, H, W, 3)``,
-    ``ds.dtype == uint8``, ``ds[i]``, ``ds[a:b]``, ``ds[[i, j]]`` and
-    ``np.asarray(ds)``; :meth:`iter_batches` streams it, and :meth:`fingerprint`
-    identifies its content for the feature cache. It pickles (with the dataset: an
-    in-memory table travels whole, a memory-mapped one by its file names), so
-    multi-process extraction can read it in other processes.
+    a read-only image array (:class:`~transferkit.datasets.on_demand.OnDemandImages`):
+    ``len(ds)``, ``ds.shape == (n, H, W, 3)``, ``ds.dtype == uint8``, ``ds[i]``,
+    ``ds[a:b]``, ``ds[[i, j]]`` and ``np.asarray(ds)``; :meth:`iter_batches` streams
+    it, and :meth:`fingerprint` identifies its content for the feature cache. It
+    pickles (with the dataset: an in-memory table travels whole, a memory-mapped one
+    by its file names), so multi-process extraction can read it in other processes.
 
     Attributes
     ----------
@@ -159,12 +157,8 @@ class HFImageDataset:
         ``int64`` label of each row, shape ``(n,)``, or None.
     class_names : list of str or None
         Class names (``ClassLabel`` names); label ``k`` is ``class_names[k]``.
-    image_size : tuple of int or None
-        ``(height, width)`` images are resized to, or None to keep their size.
-    interpolation : str
-        Resampling filter used when resizing.
-    batch_size : int
-        Default batch size of :meth:`iter_batches`.
+    image_size, interpolation, batch_size
+        As for :class:`~transferkit.datasets.on_demand.OnDemandImages`.
     """
 
     def __init__(
@@ -178,80 +172,17 @@ class HFImageDataset:
         interpolation: str,
         batch_size: int,
     ) -> None:
+        super().__init__(image_size, interpolation, batch_size)
         self._source = source  # only the used columns, images undecoded, no format
         self.image_column = image_column
         self.label_column = label_column
         self._labels = labels  # as read from the dataset: what the fingerprint covers
         self.labels = None if labels is None else labels.copy()
         self.class_names = class_names
-        self.image_size = image_size
-        self.interpolation = interpolation
-        self.batch_size = batch_size
-        self._resample = resample_filter(interpolation)
-        self._native_size: tuple[int, int] | None = None
         self._fingerprint: str | None = None
-
-    # -- array-like protocol ------------------------------------------------------------
 
     def __len__(self) -> int:
         return len(self._source)
-
-    @property
-    def dtype(self) -> np.dtype:
-        """Always ``uint8``."""
-        return np.dtype(np.uint8)
-
-    @property
-    def ndim(self) -> int:
-        """Always 4: (n, height, width, 3)."""
-        return 4
-
-    @property
-    def shape(self) -> tuple[int, int, int, int]:
-        """``(n, height, width, 3)``; with ``image_size=None`` the first image's size."""
-        height, width = self._target_size()
-        return (len(self), height, width, 3)
-
-    def __getitem__(self, index: Any) -> np.ndarray:
-        n = len(self)
-        if isinstance(index, int | np.integer) and not isinstance(index, bool):
-            i = int(index)
-            if not -n <= i < n:
-                raise IndexOutOfRangeError(
-                    f"index {i} is out of range for a dataset of {n} images; use 0..{n - 1} "
-                    "or negative indices from the end."
-                )
-            return self._read([i % n])[0]
-        if isinstance(index, slice):
-            return self._read(range(*index.indices(n)))
-        try:
-            positions = np.asarray(index)
-        except Exception:
-            positions = np.asarray([], dtype=object)
-        if positions.dtype == np.bool_ and positions.shape == (n,):
-            positions = np.flatnonzero(positions)
-        if positions.ndim != 1 or not (
-            positions.size == 0 or np.issubdtype(positions.dtype, np.integer)
-        ):
-            raise InvalidTypeError(
-                "an HFImageDataset index must be an int, a slice, a 1-D sequence of ints "
-                f"or a boolean mask of length {n}; received {describe(index)}."
-            )
-        bad = positions[(positions < -n) | (positions >= n)]
-        if bad.size:
-            raise IndexOutOfRangeError(
-                f"index {int(bad[0])} is out of range for a dataset of {n} images."
-            )
-        return self._read([int(i) % n for i in positions])
-
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        if copy is False:
-            raise InvalidInputError(
-                "An HFImageDataset cannot be viewed as an array without copying (its images "
-                "are decoded on demand); use `np.asarray(ds)` or `ds.load()`."
-            )
-        images = self._read(range(len(self)))
-        return images if dtype is None else images.astype(dtype)
 
     def __repr__(self) -> str:
         classes = None if self.class_names is None else len(self.class_names)
@@ -260,59 +191,6 @@ class HFImageDataset:
             f"label_column={self.label_column!r}, classes={classes}, "
             f"image_size={self.image_size}, interpolation='{self.interpolation}')"
         )
-
-    def load(self) -> tuple[np.ndarray, np.ndarray | None]:
-        """Read every image into memory.
-
-        Returns
-        -------
-        x : numpy.ndarray
-            ``uint8`` array of shape ``(n, height, width, 3)``.
-        y : numpy.ndarray or None
-            ``int64`` labels of shape ``(n,)`` (a copy of :attr:`labels`), or None
-            when the dataset has no labels.
-
-        Raises
-        ------
-        InvalidInputError
-            The images do not fit in memory (use :meth:`iter_batches`), or with
-            ``image_size=None`` an image's size differs from the first one's.
-        ImageReadError
-            A row's image cannot be decoded (the row is named).
-        """
-        labels = None if self.labels is None else np.asarray(self.labels).copy()
-        return self._read(range(len(self))), labels
-
-    def iter_batches(self, batch_size: int | None = None, start: int = 0) -> Iterator[np.ndarray]:
-        """Yield the images ``start:`` in order, one batch in memory at a time.
-
-        Parameters
-        ----------
-        batch_size : int, optional
-            Images per batch (the last may be smaller); default :attr:`batch_size`.
-        start : int, default 0
-            Index of the first image, e.g. to resume an interrupted pass; reading
-            starts there directly.
-
-        Yields
-        ------
-        numpy.ndarray
-            ``uint8`` arrays of shape ``(b, height, width, 3)``.
-        """
-        size = check_positive_int("batch_size", batch_size, allow_none=True) or self.batch_size
-        n = len(self)
-        if isinstance(start, bool) or not isinstance(start, int | np.integer):
-            raise InvalidTypeError(f"`start` must be an int in 0..{n}; received {describe(start)}.")
-        if not 0 <= start <= n:
-            raise InvalidInputError(
-                f"`start` must be in 0..{n} (the dataset size); received {start}."
-            )
-        return self._iter(int(start), int(size))
-
-    def _iter(self, start: int, size: int) -> Iterator[np.ndarray]:
-        n = len(self)
-        for begin in range(start, n, size):
-            yield self._read(range(begin, min(begin + size, n)))
 
     # -- fingerprint -----------------------------------------------------------------------
 
@@ -367,10 +245,7 @@ class HFImageDataset:
 
     def _hash_file(self, digest: Any, path: str, row: int) -> None:
         try:
-            with open(path, "rb") as handle:
-                digest.update(os.fstat(handle.fileno()).st_size.to_bytes(8, "little"))
-                while chunk := handle.read(_READ_CHUNK):
-                    digest.update(chunk)
+            hash_file(digest, path)
         except OSError as err:
             raise ImageReadError(
                 f"Could not read the image file '{path}' of row {row} (column "

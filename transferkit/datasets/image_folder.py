@@ -30,7 +30,7 @@ import copy
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,17 +56,12 @@ from .images import (
     list_image_files,
     read_image,
     read_image_size,
-    resample_filter,
 )
+from .on_demand import OnDemandImages, hash_file
 
 __all__ = ["ImageFolderDataset", "load_image_folder"]
 
 _FINGERPRINT_VERSION = 1
-_READ_CHUNK = 1 << 20
-
-
-class IndexOutOfRangeError(InvalidInputError, IndexError):
-    """An index outside ``[-len, len)``; also an ``IndexError`` for Python's protocols."""
 
 
 def normalize_image_size(value: Any) -> tuple[int, int] | None:
@@ -114,14 +109,14 @@ def _normalize_extensions(value: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
-class ImageFolderDataset:
+class ImageFolderDataset(OnDemandImages):
     """Images in ``root/<class>/...`` read on demand, as an array-like of uint8 NHWC images.
 
     Made by :func:`load_image_folder`; nothing is decoded until asked. It duck-types
-    as a read-only image array: ``len(ds)``, ``ds.shape == (n, H, W, 3)``,
-    ``ds.dtype == uint8``, ``ds[i]``, ``ds[a:b]``, ``ds[[i, j]]`` and
-    ``np.asarray(ds)``; :meth:`iter_batches` streams it, and :meth:`fingerprint`
-    identifies its content for the feature cache.
+    as a read-only image array (:class:`~transferkit.datasets.on_demand.OnDemandImages`):
+    ``len(ds)``, ``ds.shape == (n, H, W, 3)``, ``ds.dtype == uint8``, ``ds[i]``,
+    ``ds[a:b]``, ``ds[[i, j]]`` and ``np.asarray(ds)``; :meth:`iter_batches` streams
+    it, and :meth:`fingerprint` identifies its content for the feature cache.
 
     Attributes
     ----------
@@ -133,12 +128,8 @@ class ImageFolderDataset:
         Image files, grouped by class in ``class_names`` order, then sorted by path.
     labels : numpy.ndarray
         ``int64`` label of each file, shape ``(n,)``.
-    image_size : tuple of int or None
-        ``(height, width)`` images are resized to, or None to keep their size.
-    interpolation : str
-        Resampling filter used when resizing.
-    batch_size : int
-        Default batch size of :meth:`iter_batches`.
+    image_size, interpolation, batch_size
+        As for :class:`~transferkit.datasets.on_demand.OnDemandImages`.
     """
 
     def __init__(
@@ -151,77 +142,14 @@ class ImageFolderDataset:
         interpolation: str,
         batch_size: int,
     ) -> None:
+        super().__init__(image_size, interpolation, batch_size)
         self.root = root
         self.class_names = class_names
         self.files = files
         self.labels = labels
-        self.image_size = image_size
-        self.interpolation = interpolation
-        self.batch_size = batch_size
-        self._resample = resample_filter(interpolation)
-        self._native_size: tuple[int, int] | None = None
-
-    # -- array-like protocol ------------------------------------------------------------
 
     def __len__(self) -> int:
         return len(self.files)
-
-    @property
-    def dtype(self) -> np.dtype:
-        """Always ``uint8``."""
-        return np.dtype(np.uint8)
-
-    @property
-    def ndim(self) -> int:
-        """Always 4: (n, height, width, 3)."""
-        return 4
-
-    @property
-    def shape(self) -> tuple[int, int, int, int]:
-        """``(n, height, width, 3)``; with ``image_size=None`` the first image's size."""
-        height, width = self._target_size()
-        return (len(self.files), height, width, 3)
-
-    def __getitem__(self, index: Any) -> np.ndarray:
-        n = len(self.files)
-        if isinstance(index, int | np.integer) and not isinstance(index, bool):
-            i = int(index)
-            if not -n <= i < n:
-                raise IndexOutOfRangeError(
-                    f"index {i} is out of range for a dataset of {n} images; use 0..{n - 1} "
-                    "or negative indices from the end."
-                )
-            return self._read([i % n])[0]
-        if isinstance(index, slice):
-            return self._read(range(*index.indices(n)))
-        try:
-            positions = np.asarray(index)
-        except Exception:
-            positions = np.asarray([], dtype=object)
-        if positions.dtype == np.bool_ and positions.shape == (n,):
-            positions = np.flatnonzero(positions)
-        if positions.ndim != 1 or not (
-            positions.size == 0 or np.issubdtype(positions.dtype, np.integer)
-        ):
-            raise InvalidTypeError(
-                f"an {type(self).__name__} index must be an int, a slice, a 1-D sequence of "
-                f"ints or a boolean mask of length {n}; received {describe(index)}."
-            )
-        bad = positions[(positions < -n) | (positions >= n)]
-        if bad.size:
-            raise IndexOutOfRangeError(
-                f"index {int(bad[0])} is out of range for a dataset of {n} images."
-            )
-        return self._read([int(i) % n for i in positions])
-
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        if copy is False:
-            raise InvalidInputError(
-                f"An {type(self).__name__} cannot be viewed as an array without copying (its "
-                "images are read from disk); use `np.asarray(ds)` or `ds.load()`."
-            )
-        images = self._read(range(len(self.files)))
-        return images if dtype is None else images.astype(dtype)
 
     def __repr__(self) -> str:
         return (
@@ -276,50 +204,6 @@ class ImageFolderDataset:
             out[k] = image
         return out
 
-    def load(self) -> tuple[np.ndarray, np.ndarray | None]:
-        """Read every image into memory.
-
-        Returns
-        -------
-        x : numpy.ndarray
-            ``uint8`` array of shape ``(n, height, width, 3)``.
-        y : numpy.ndarray or None
-            ``int64`` labels of shape ``(n,)`` (a copy of :attr:`labels`); None for a
-            dataset without labels (an :class:`~transferkit.datasets.image_list.ImageListDataset`
-            read from a list without a label column).
-        """
-        labels = None if self.labels is None else self.labels.copy()
-        return self._read(range(len(self.files))), labels
-
-    def iter_batches(self, batch_size: int | None = None, start: int = 0) -> Iterator[np.ndarray]:
-        """Yield the images ``start:`` in order, one batch in memory at a time.
-
-        Parameters
-        ----------
-        batch_size : int, optional
-            Images per batch (the last may be smaller); default :attr:`batch_size`.
-        start : int, default 0
-            Index of the first image, e.g. to resume an interrupted pass.
-
-        Yields
-        ------
-        numpy.ndarray
-            ``uint8`` arrays of shape ``(b, height, width, 3)``.
-        """
-        size = check_positive_int("batch_size", batch_size, allow_none=True) or self.batch_size
-        n = len(self.files)
-        if isinstance(start, bool) or not isinstance(start, int | np.integer):
-            raise InvalidTypeError(f"`start` must be an int in 0..{n}; received {describe(start)}.")
-        if not 0 <= start <= n:
-            raise InvalidInputError(
-                f"`start` must be in 0..{n} (the dataset size); received {start}."
-            )
-        return self._iter(int(start), int(size))
-
-    def _iter(self, start: int, size: int) -> Iterator[np.ndarray]:
-        for begin in range(start, len(self.files), size):
-            yield self._read(range(begin, min(begin + size, len(self.files))))
-
     def fingerprint(self) -> str:
         """Stable hex digest of everything that determines the pixels and labels.
 
@@ -342,10 +226,7 @@ class ImageFolderDataset:
             if label is not None:  # a dataset without labels says so in its header
                 digest.update(int(label).to_bytes(8, "little"))
             try:
-                with open(file, "rb") as handle:
-                    digest.update(os.fstat(handle.fileno()).st_size.to_bytes(8, "little"))
-                    while chunk := handle.read(_READ_CHUNK):
-                        digest.update(chunk)
+                hash_file(digest, file)
             except OSError as err:
                 raise ImageReadError(
                     f"Could not read the image file '{file}' to fingerprint the dataset: "

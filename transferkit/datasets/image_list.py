@@ -118,12 +118,8 @@ class ImageListDataset(ImageFolderDataset):
         Image files in row order.
     labels : numpy.ndarray or None
         ``int64`` label of each file, shape ``(n,)``; None without a label column.
-    image_size : tuple of int or None
-        ``(height, width)`` images are resized to, or None to keep their size.
-    interpolation : str
-        Resampling filter used when resizing.
-    batch_size : int
-        Default batch size of :meth:`iter_batches`.
+    image_size, interpolation, batch_size
+        As for :class:`~transferkit.datasets.on_demand.OnDemandImages`.
     """
 
     def __init__(
@@ -177,15 +173,13 @@ class ImageListDataset(ImageFolderDataset):
         return super().fingerprint()
 
     def _fingerprint_header(self) -> dict[str, Any]:
+        # The folder's header (hashed with sorted keys) under this format's name and
+        # version, plus whether there are labels.
         return {
+            **super()._fingerprint_header(),
             "format": "transferkit.ImageList",
             "version": _FINGERPRINT_VERSION,
-            "decode": "pillow:exif_transpose:rgb",
-            "class_names": self.class_names,
             "labeled": self.labels is not None,
-            "image_size": list(self.image_size) if self.image_size else None,
-            "interpolation": self.interpolation,
-            "n": len(self.files),
         }
 
     def _fingerprint_path(self, file: Path) -> str:

@@ -52,6 +52,7 @@ import numpy as np
 
 from .._validation import describe, format_bytes, memory_limit_bytes
 from ..exceptions import InvalidInputError, InvalidTypeError
+from .stream import read_in_order
 
 __all__ = ["KerasDataSource", "from_keras_data", "is_keras_data"]
 
@@ -484,25 +485,16 @@ class KerasDataSource:
             )
 
     def __getitem__(self, index: Any) -> np.ndarray:
-        n = len(self)
-        if isinstance(index, int | np.integer) and not isinstance(index, bool):
-            i = int(index) + (n if index < 0 else 0)
-            if not 0 <= i < n:
-                raise InvalidInputError(f"index {int(index)} is out of range for {n} images.")
-            return self[i: i + 1][0]
-        if isinstance(index, slice) and index.step in (None, 1):
-            begin, stop, _ = index.indices(n)
-            if stop <= begin:
-                return np.empty((0, *self.shape[1:]), dtype=self.dtype)
-            batches = self._verified(stop - begin, begin)
-            try:
-                return next(batches)
-            finally:
-                batches.close()
-        raise InvalidTypeError(
-            "a tf.data / PyDataset source is read in order: index it with an int or a "
-            f"contiguous slice; received {describe(index)}."
-        )
+        return read_in_order(index, len(self), self._range, "a tf.data / PyDataset source")
+
+    def _range(self, start: int, stop: int) -> np.ndarray:
+        if stop <= start:
+            return np.empty((0, *self.shape[1:]), dtype=self.dtype)
+        batches = self._verified(stop - start, start)
+        try:
+            return next(batches)
+        finally:
+            batches.close()
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         if copy is False:

@@ -17,7 +17,7 @@ from .._hashing import hash_json
 from .._validation import check_positive_int, describe
 from ..exceptions import InvalidInputError, InvalidTypeError
 
-__all__ = ["ImageStream"]
+__all__ = ["ImageStream", "read_in_order"]
 
 
 # ====================================================================================
@@ -175,19 +175,7 @@ class ImageStream:
         )
 
     def __getitem__(self, index: Any) -> np.ndarray:
-        n = len(self)
-        if isinstance(index, int | np.integer) and not isinstance(index, bool):
-            i = int(index) + (n if index < 0 else 0)
-            if not 0 <= i < n:
-                raise InvalidInputError(f"index {int(index)} is out of range for {n} images.")
-            return self._range(i, i + 1)[0]
-        if isinstance(index, slice) and index.step in (None, 1):
-            start, stop, _ = index.indices(n)
-            return self._range(start, max(start, stop))
-        raise InvalidTypeError(
-            "an ImageStream is read in order: index it with an int or a contiguous slice; "
-            f"received {describe(index)}."
-        )
+        return read_in_order(index, len(self), self._range, "an ImageStream")
 
     def fingerprint(self) -> str:
         """Hash of the given ``fingerprint``, ``n``, the image shape and the dtype."""
@@ -277,6 +265,52 @@ class ImageStream:
             raise InvalidInputError(
                 f"`make_batches` yielded {position} images; the stream declares n={n}."
             )
+
+
+def read_in_order(
+    index: Any, n: int, read_range: Callable[[int, int], np.ndarray], what: str
+) -> np.ndarray:
+    """``source[index]`` for a source of ``n`` images read in order.
+
+    Such a source (an :class:`ImageStream`, a ``tf.data`` pipeline) takes an int
+    (negative from the end) or a contiguous slice (step 1), nothing else.
+
+    Parameters
+    ----------
+    index : Any
+        The index given to ``__getitem__``.
+    n : int
+        Number of images of the source.
+    read_range : callable
+        ``read_range(start, stop)`` returns the images ``start .. stop - 1``
+        (``start <= stop``; none when equal) as one array.
+    what : str
+        The source as errors name it, e.g. ``"an ImageStream"``.
+
+    Returns
+    -------
+    numpy.ndarray
+        One image for an int, an array of images for a slice.
+
+    Raises
+    ------
+    InvalidInputError
+        An int index outside ``[-n, n)``.
+    InvalidTypeError
+        Any other index than an int or a contiguous slice.
+    """
+    if isinstance(index, int | np.integer) and not isinstance(index, bool):
+        i = int(index) + (n if index < 0 else 0)
+        if not 0 <= i < n:
+            raise InvalidInputError(f"index {int(index)} is out of range for {n} images.")
+        return read_range(i, i + 1)[0]
+    if isinstance(index, slice) and index.step in (None, 1):
+        start, stop, _ = index.indices(n)
+        return read_range(start, max(start, stop))
+    raise InvalidTypeError(
+        f"{what} is read in order: index it with an int or a contiguous slice; received "
+        f"{describe(index)}."
+    )
 
 
 def _unused_fn(start: int, stop: int) -> Any:  # pragma: no cover - from_batches streams

@@ -16,8 +16,9 @@ The package's modules:
 * ``benchmarks``: :func:`plot_accuracy_vs_cost` and :func:`plot_label_efficiency`;
 * ``images``: :func:`plot_neighbours` (queries and their nearest neighbours) and
   :func:`plot_image_pairs` (pairs side by side, e.g. near-duplicates);
-* ``_figure``: what they share: the figure on an Agg canvas, saving, the checks of
-  ``path``, ``title`` and positive integers, and drawing one image.
+* ``_figure``: what they share: the figure on an Agg canvas, saving (with an optional
+  figure title), the layout of a grid, the checks of ``path``, ``title`` and positive
+  integers, and drawing one image.
 
 Examples
 --------

@@ -1,4 +1,4 @@
-"""What every plot shares: the figure on an Agg canvas, saving, and the common argument checks.
+"""What every plot shares: the figure on an Agg canvas, saving, grids, the common argument checks.
 
 matplotlib is imported by :func:`figure` only, when a plot is drawn (after its
 arguments are checked), so that importing :mod:`transferkit.plots` needs no matplotlib
@@ -10,6 +10,7 @@ global state (and backend) untouched.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ __all__ = [
     "check_positive_int",
     "check_title",
     "figure",
+    "grid_shape",
     "save",
     "show_image",
 ]
@@ -93,11 +95,54 @@ def check_path(path: Any) -> Path:
     return out
 
 
-def save(fig: Any, path: Path) -> Path:
-    """Write ``fig`` to ``path`` as PNG (creating missing folders) and return ``path``."""
+def save(fig: Any, path: Path, *, suptitle: str | None = None) -> Path:
+    """Write ``fig`` to ``path`` as PNG (creating missing folders) and return ``path``.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+        The figure, from :func:`figure`.
+    path : pathlib.Path
+        The ``.png`` file, from :func:`check_path`.
+    suptitle : str, optional
+        A title over the whole figure, set first when given (not empty).
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
+    if suptitle:
+        fig.suptitle(suptitle)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png", dpi=DPI, bbox_inches="tight")
     return path
+
+
+def grid_shape(n: int, ncols: int, most: int) -> tuple[int, int, int]:
+    """How a grid of at most ``most`` of ``n`` items, ``ncols`` per row, is laid out.
+
+    Parameters
+    ----------
+    n : int
+        Number of items given (>= 1).
+    ncols : int
+        Items per row asked for (>= 1, already checked).
+    most : int
+        Most items drawn (>= 1, already checked): the first ``most``.
+
+    Returns
+    -------
+    shown : int
+        Items drawn: ``min(n, most)``.
+    cols : int
+        Columns: ``min(ncols, shown)``, so that a short grid is not padded.
+    rows : int
+        Rows needed for ``shown`` items in ``cols`` columns.
+    """
+    shown = min(n, most)
+    cols = min(ncols, shown)
+    return shown, cols, math.ceil(shown / cols)
 
 
 def check_title(title: Any) -> str | None:

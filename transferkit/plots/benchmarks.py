@@ -25,6 +25,19 @@ def _check_rows(rows: Any, keys: str) -> None:
         )
 
 
+def _check_row(i: int, row: Any, keys: tuple[str, ...]) -> None:
+    """Refuse ``rows[i]`` unless it is a dict with every one of ``keys``."""
+    if not isinstance(row, Mapping):
+        raise InvalidTypeError(f"`rows[{i}]` must be a dict; received {describe(row)}.")
+    missing = [k for k in keys if k not in row]
+    if missing:
+        names = ", ".join(repr(k) for k in keys[:-1]) + f" and {keys[-1]!r}"
+        raise InvalidInputError(
+            f"`rows[{i}]` must have keys {names}; it lacks {missing} (received keys "
+            f"{sorted(map(str, row))})."
+        )
+
+
 def plot_accuracy_vs_cost(
     rows: Sequence[Mapping[str, Any]],
     path: str | os.PathLike[str],
@@ -81,14 +94,7 @@ def plot_accuracy_vs_cost(
         raise InvalidInputError(f"`cost` must be one of {list(costs)}; received {describe(cost)}.")
     labels, accs, xs = [], [], []
     for i, row in enumerate(rows):
-        if not isinstance(row, Mapping):
-            raise InvalidTypeError(f"`rows[{i}]` must be a dict; received {describe(row)}.")
-        missing = [k for k in ("label", "accuracy", cost) if k not in row]
-        if missing:
-            raise InvalidInputError(
-                f"`rows[{i}]` must have keys 'label', 'accuracy' and {cost!r}; it lacks "
-                f"{missing} (received keys {sorted(map(str, row))})."
-            )
+        _check_row(i, row, ("label", "accuracy", cost))
         try:
             acc, value = float(row["accuracy"]), float(row[cost])
         except (TypeError, ValueError):
@@ -170,14 +176,7 @@ def plot_label_efficiency(
     _check_rows(rows, "'method', 'per_class' and 'accuracy'")
     runs: dict[str, dict[int, list[float]]] = {}
     for i, row in enumerate(rows):
-        if not isinstance(row, Mapping):
-            raise InvalidTypeError(f"`rows[{i}]` must be a dict; received {describe(row)}.")
-        missing = [k for k in ("method", "per_class", "accuracy") if k not in row]
-        if missing:
-            raise InvalidInputError(
-                f"`rows[{i}]` must have keys 'method', 'per_class' and 'accuracy'; it lacks "
-                f"{missing}."
-            )
+        _check_row(i, row, ("method", "per_class", "accuracy"))
         count, acc = row["per_class"], row["accuracy"]
         if isinstance(count, bool) or not isinstance(count, int | np.integer) or count < 1:
             raise InvalidInputError(

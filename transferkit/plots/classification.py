@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +19,7 @@ from ._figure import (
     check_positive_int,
     check_title,
     figure,
+    grid_shape,
     save,
     show_image,
 )
@@ -273,9 +273,7 @@ def plot_predictions_grid(
                 f"`titles` must be a list of {len(x)} strings (one per image); received "
                 f"{describe(titles)}."
             )
-    n = min(len(x), int(max_images))
-    cols = min(int(ncols), n)
-    rows = math.ceil(n / cols)
+    n, cols, rows = grid_shape(len(x), int(ncols), int(max_images))
     label_width = min(max(len(s) for s in names), 14)
     fig = figure(cols * (3.4 + 0.07 * label_width), rows * 1.9)
     grid = fig.add_gridspec(rows, 2 * cols, width_ratios=[1.0, 1.2] * cols,

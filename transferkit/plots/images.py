@@ -11,7 +11,6 @@ Images are RGB arrays, uint8 or floats in [0, 255] (floats are clipped); the two
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,7 +20,15 @@ import numpy as np
 
 from .._validation import describe
 from ..exceptions import InvalidInputError, InvalidTypeError
-from ._figure import check_path, check_positive_int, check_title, figure, save, show_image
+from ._figure import (
+    check_path,
+    check_positive_int,
+    check_title,
+    figure,
+    grid_shape,
+    save,
+    show_image,
+)
 
 __all__ = ["plot_image_pairs", "plot_neighbours"]
 
@@ -213,9 +220,7 @@ def plot_neighbours(
                 parts.append(n_titles[i][j])
             caption = "\n".join(p for p in parts if p) or f"#{j + 1}"
             ax.set_title(_shorten(caption), fontsize="x-small")
-    if title:
-        fig.suptitle(title)
-    return save(fig, out)
+    return save(fig, out, suptitle=title)
 
 
 def plot_image_pairs(
@@ -291,9 +296,8 @@ def plot_image_pairs(
     sims = _similarities(similarities, (n,), "(n,)")
     names_a = _titles("titles_a", titles_a, n, "pair")
     names_b = _titles("titles_b", titles_b, n, "pair")
-    shown = min(n, check_positive_int("max_pairs", max_pairs))
-    cols = min(check_positive_int("ncols", ncols), shown)
-    rows = math.ceil(shown / cols)
+    most = check_positive_int("max_pairs", max_pairs)
+    shown, cols, rows = grid_shape(n, check_positive_int("ncols", ncols), most)
 
     captions = (names_a is not None) or (names_b is not None)
     fig = figure(cols * (2 * _CELL + 0.4), rows * (_CELL + 0.45 + 0.2 * captions))
@@ -310,6 +314,4 @@ def plot_image_pairs(
             show_image(ax, images[i])
             if names is not None:
                 ax.set_xlabel(_shorten(names[i]), fontsize="x-small")
-    if title:
-        fig.suptitle(title)
-    return save(fig, out)
+    return save(fig, out, suptitle=title)

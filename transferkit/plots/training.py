@@ -103,6 +103,4 @@ def plot_training_curves(
         ax.grid(alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.legend(fontsize="small")
-    if title:
-        fig.suptitle(title)
-    return save(fig, out)
+    return save(fig, out, suptitle=title)
