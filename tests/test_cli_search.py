@@ -85,3 +85,17 @@ def test_bad_input_is_named(work) -> None:
     code, _, err = _run(["similar", str(work["root"] / "photos"), "--cache", work["cache"],
                          "--k", "99"])
     assert code == 1 and "`k`" in err
+
+
+def test_extract_takes_several_comma_separated_layers(work, tmp_path) -> None:
+    """--layer a,b: the pooled outputs of both layers, concatenated (64 + 128 + 256 here)."""
+    from transferkit import FeatureCache
+
+    code, out, err = _run(["extract", "-q", "--image-folder", str(work["root"] / "photos"),
+                           "--split", "train", "--image-size", "32", "--extractor", "vgg16",
+                           "--weights", "none", "--layer", "block1_pool,block2_pool,block3_pool",
+                           "--pooling", "avgmax", "--cache", str(tmp_path / "f.h5")])
+    assert code == 0, err
+    entry = FeatureCache(tmp_path / "f.h5").info(out.strip())
+    assert entry.feature_dim == 2 * (64 + 128 + 256)
+    assert entry.extractor_config["layer"] == ["block1_pool", "block2_pool", "block3_pool"]

@@ -292,6 +292,9 @@ def _extractor_params(args: argparse.Namespace) -> dict[str, Any]:
         value = getattr(args, name, None)
         if value is not None:
             params[name] = value
+    layer = params.get("layer")
+    if isinstance(layer, str) and "," in layer:  # several layers, pooled and concatenated
+        params["layer"] = [part.strip() for part in layer.split(",")]
     return params
 
 

@@ -439,9 +439,10 @@ def add_extractor_options(
                         "weights file")
     g.add_argument("--layer", type=name_text, metavar="L",
                    help="backbone layer whose output are the features (VGG-16: block5_pool by "
-                        "default)")
+                        "default); several, comma-separated (block5,block6,top), are pooled "
+                        "and concatenated")
     g.add_argument("--pooling", type=name_text, metavar="P",
-                   help="feature map to vector: avg (default), max or flatten")
+                   help="feature map to vector: avg (default), max, avgmax or flatten")
     g.add_argument("--input-size", type=positive_int, metavar="N",
                    help="side images are resized to inside the model (VGG-16 default: the "
                         "images' own size)")

@@ -39,7 +39,7 @@ from ._store import EntryIndex
 __all__ = ["DEFAULT_DUPLICATE_THRESHOLD", "DuplicateReport", "find_duplicates"]
 
 #: Cosine similarity (after centring) from which two images count as near-duplicates.
-DEFAULT_DUPLICATE_THRESHOLD = 0.9
+DEFAULT_DUPLICATE_THRESHOLD = 0.94
 
 _COLUMNS = ["query_key", "query_row", "match_key", "match_row", "similarity"]
 
