@@ -230,15 +230,17 @@ def main() -> None:
     if len(report):
         from transferkit.plots import plot_image_pairs
 
-        top = slice(0, 24)
+        # 24 pairs spread over the ranks, from the closest to those at the threshold
+        top = np.unique(np.linspace(0, len(report) - 1, 24).round().astype(int))
         plot_image_pairs(
             x_test[report.query_rows[top]], x_train[report.match_rows[top]], args.plot,
             similarities=report.similarities[top],
             titles_a=[f"test {r} {CIFAR10_CLASSES[y_test[r]]}" for r in report.query_rows[top]],
             titles_b=[f"train {r} {CIFAR10_CLASSES[y_train[r]]}"
                       for r in report.match_rows[top]],
-            title="CIFAR-10 test images (left) and their nearest training image")
-        print(f"leaks: picture of the 24 closest pairs: {args.plot}", flush=True)
+            title="CIFAR-10 test images (left) and their nearest training image, from the "
+                  "closest pair to those at the threshold")
+        print(f"leaks: picture of 24 pairs, closest to least close: {args.plot}", flush=True)
     print(machine_line(), flush=True)
 
 
