@@ -399,9 +399,10 @@ def test_find_duplicates_between_entries_finds_exact_and_near_copies(cache) -> N
     a, b, planted = planted_sets()
     train = index_entry(cache, entry_key(cache, a), center=True)
     test = index_entry(cache, entry_key(cache, b), center=True)
-    report = find_duplicates(train, against=test)
+    assert find_duplicates(train, against=test).threshold == DEFAULT_DUPLICATE_THRESHOLD
+    report = find_duplicates(train, against=test, threshold=0.9)  # (the toy features' scale)
     assert isinstance(report, DuplicateReport)
-    assert report.threshold == DEFAULT_DUPLICATE_THRESHOLD == 0.9
+    assert report.threshold == 0.9
     assert set(zip(report.query_rows.tolist(), report.match_rows.tolist(),
                    strict=True)) == planted
     assert len(report) == 10 and report.n_queries_with_match == 10
@@ -437,12 +438,13 @@ def test_find_duplicates_within_an_entry_reports_each_pair_once(cache, monkeypat
     a[21] = np.clip(a[5].astype(np.int16) + 3, 0, 255).astype(np.uint8)
     monkeypatch.setattr(index_module, "BLOCK_ELEMENTS", 90)  # 3 query rows per block
     index = index_entry(cache, entry_key(cache, a), center=True)
-    report = find_duplicates(index)
+    report = find_duplicates(index, threshold=0.9)
     pairs = sorted(zip(report.query_rows.tolist(), report.match_rows.tolist(), strict=True))
     assert pairs == [(2, 20), (2, 25), (5, 21), (20, 25)]
     assert report.query_key == report.match_key == index.key
     assert report.n_queries_with_match == 3
-    assert find_duplicates(index, against=index).query_rows.tolist() == report.query_rows.tolist()
+    assert (find_duplicates(index, against=index, threshold=0.9).query_rows.tolist()
+            == report.query_rows.tolist())
     everything = find_duplicates(index, threshold=-1.0)
     assert len(everything) == 30 * 29 // 2
     assert np.all(everything.query_rows < everything.match_rows)

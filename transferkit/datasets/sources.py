@@ -18,7 +18,8 @@ extractors' ``transform`` / ``iter_features`` / ``fit``, the views,
 
 and refuses, with a message saying what to call instead, a pandas DataFrame (call
 :func:`load_image_list` with an ``image_size``), a Hugging Face ``DatasetDict`` (pick a
-split) and a path (call :func:`load_image_folder` or :func:`load_image_list`). Anything
+split) and the path of a file or folder (call :func:`load_image_folder` or
+:func:`load_image_list`). Anything
 else is returned as is, for :func:`transferkit._validation.check_images` to judge.
 
 Nothing heavy is imported to decide: types are recognised by their class names.
@@ -30,7 +31,7 @@ import os
 from typing import Any
 
 from .._validation import describe
-from ..exceptions import InvalidTypeError
+from ..exceptions import InvalidInputError, InvalidTypeError
 from .keras_data import KerasDataSource, is_keras_data
 
 __all__ = ["as_image_source", "labelled_pair", "source_labels"]
@@ -76,11 +77,13 @@ def as_image_source(images: Any, *, name: str = "images") -> Any:
             "`transferkit.datasets.load_image_list(df, image_size=(224, 224))` (a path "
             "column, and optionally a label column) and pass that."
         )
-    if isinstance(images, str | os.PathLike):
+    if isinstance(images, os.PathLike) or (
+            isinstance(images, str) and os.path.exists(os.path.expanduser(images))):
         raise InvalidTypeError(
-            f"`{name}` must be images, not a path ({describe(images)}); read a folder with "
+            f"`{name}` must be images, not a path: read a folder with "
             "`load_image_folder(path, image_size=...)` or a CSV list of files with "
-            "`load_image_list(path, image_size=...)`, and pass that."
+            f"`load_image_list(path, image_size=...)`, and pass that; received "
+            f"{describe(images)}."
         )
     return images
 
@@ -111,7 +114,7 @@ def labelled_pair(data: Any, *, name: str) -> Any:
     source = as_image_source(data, name=name)
     labels = source_labels(source)
     if labels is None:
-        raise InvalidTypeError(
+        raise InvalidInputError(
             f"`{name}` must be a pair (images, labels), or images that carry their labels "
             f"(an image folder, a tf.data.Dataset of (images, labels), ...); received "
             f"{describe(data)}."
