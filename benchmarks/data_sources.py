@@ -71,7 +71,12 @@ def _source(kind: str, n: int) -> Any:
         from transferkit.datasets import ImageStream
 
         return ImageStream(_images_np, n, (SIZE, SIZE), fingerprint=f"bench-{n}")
-    return _images_np(0, n)  # numpy array
+    import numpy as np  # numpy array: the same images materialised, built a batch at a time
+
+    out = np.empty((n, SIZE, SIZE, 3), dtype=np.uint8)
+    for start in range(0, n, BATCH):
+        out[start:start + BATCH] = _images_np(start, min(n, start + BATCH))
+    return out
 
 
 def worker(spec: dict[str, Any]) -> dict[str, Any]:
