@@ -54,8 +54,10 @@ shard files, each checked first: a missing or damaged shard raises
 from __future__ import annotations
 
 from ..datasets.stream import ImageStream
-from ._core import FeatureCache
+from ._core import FeatureCache, as_cache
 from ._format import FORMAT_VERSION, CacheEntry
 from ._rows import LazyFeatures
 
-__all__ = ["FeatureCache", "CacheEntry", "ImageStream", "LazyFeatures", "FORMAT_VERSION"]
+__all__ = [
+    "FeatureCache", "CacheEntry", "ImageStream", "LazyFeatures", "FORMAT_VERSION", "as_cache",
+]

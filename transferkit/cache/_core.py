@@ -59,7 +59,7 @@ from ._repair import repair_file
 from ._rows import LazyFeatures, shards_missing
 from ._writer import fill_entry
 
-__all__ = ["FeatureCache", "store_labels", "write_sharded_entry"]
+__all__ = ["FeatureCache", "as_cache", "store_labels", "write_sharded_entry"]
 
 _OPEN_RETRIES = 4
 #: HDF5 chunk cache of a writer's file: a few ~1 MiB feature chunks, so a chunk that
@@ -663,3 +663,15 @@ def store_labels(
     with writer_lock(cache.path), cache._open("a") as f:
         update_labels(cache._entry(f, key, need_complete=False), labels, class_names)
         f.flush()
+
+
+def as_cache(cache: Any, *, name: str = "cache") -> FeatureCache:
+    """``cache`` as a :class:`FeatureCache`: a cache, or the path of its file."""
+    if isinstance(cache, FeatureCache):
+        return cache
+    if isinstance(cache, str | os.PathLike):
+        return FeatureCache(cache)
+    raise InvalidTypeError(
+        f"`{name}` must be a FeatureCache or the path of its file; received {describe(cache)}."
+    )
+

@@ -17,8 +17,8 @@ import numpy as np
 
 from .._atomic import atomic_write_text
 from .._hashing import hash_images
-from .._validation import check_images, check_positive_int, describe
-from ..cache import FeatureCache, _shards
+from .._validation import check_images, check_positive_int
+from ..cache import FeatureCache, _shards, as_cache
 from ..cache._keys import (
     default_batch_size,
     entry_key,
@@ -27,7 +27,6 @@ from ..cache._keys import (
 from ..datasets import as_image_source
 from ..exceptions import (
     InvalidInputError,
-    InvalidTypeError,
 )
 
 __all__ = ["Shard", "ShardPlan", "check_cache", "new_plan", "plan_shards", "resolve_plan"]
@@ -179,13 +178,8 @@ def _save_plan(plan: ShardPlan) -> None:
 
 
 def check_cache(cache: Any) -> FeatureCache:
-    if isinstance(cache, FeatureCache):
-        return cache
-    if isinstance(cache, str | os.PathLike):
-        return FeatureCache(cache)
-    raise InvalidTypeError(
-        f"`cache` must be a FeatureCache or the path of its file; received {describe(cache)}."
-    )
+    """``cache`` as a :class:`FeatureCache` (see :func:`transferkit.cache.as_cache`)."""
+    return as_cache(cache)
 
 
 def resolve_plan(

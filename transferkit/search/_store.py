@@ -33,7 +33,6 @@ recorded one, is rebuilt with a warning, never an error. ``save=False`` writes n
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -43,7 +42,7 @@ import numpy as np
 from .._atomic import atomic_path, atomic_write_text
 from .._hashing import hash_json
 from .._validation import check_bool, check_choice, describe
-from ..cache import CacheEntry, FeatureCache
+from ..cache import CacheEntry, FeatureCache, as_cache
 from ..cache._keys import extractor_fingerprint
 from ..exceptions import InvalidInputError, InvalidTypeError
 from ._index import (
@@ -60,7 +59,6 @@ __all__ = [
     "INDEX_FORMAT",
     "INDEX_FORMAT_VERSION",
     "EntryIndex",
-    "as_cache",
     "build_index",
     "check_entry",
     "describe_extractor",
@@ -73,16 +71,6 @@ INDEX_FORMAT = "transferkit.SimilarityIndex"
 #: reads an old one.
 INDEX_FORMAT_VERSION = 1
 
-
-def as_cache(cache: Any) -> FeatureCache:
-    """``cache`` as a :class:`FeatureCache` (a cache, or the path of its file)."""
-    if isinstance(cache, FeatureCache):
-        return cache
-    if isinstance(cache, str | os.PathLike):
-        return FeatureCache(cache)
-    raise InvalidTypeError(
-        f"`cache` must be a FeatureCache or the path of its file; received {describe(cache)}."
-    )
 
 
 def check_entry(cache: FeatureCache, key: Any) -> CacheEntry:
