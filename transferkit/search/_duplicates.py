@@ -2,9 +2,10 @@
 
 A pair is reported when the cosine similarity of the two rows, prepared as the indexed
 entry's :class:`~transferkit.search.SimilarityIndex` prepares them (centred with *its*
-mean, then normalised), is at least ``threshold``. The search is exact, whatever the
-index's backend: every pair is compared, a block of query rows at a time, so at most
-``BLOCK_ELEMENTS`` (see ``_index``) similarities are in memory, never ``n x n``.
+mean when it was built with ``center=True``, then normalised), is at least
+``threshold``. The search is exact, whatever the index's backend: every pair is
+compared, a block of query rows at a time, so at most ``BLOCK_ELEMENTS`` (see
+``_index``) similarities are in memory, never ``n x n``.
 
 Invariants of a :class:`DuplicateReport`:
 
@@ -38,7 +39,9 @@ from ._store import EntryIndex
 
 __all__ = ["DEFAULT_DUPLICATE_THRESHOLD", "DuplicateReport", "find_duplicates"]
 
-#: Cosine similarity (after centring) from which two images count as near-duplicates.
+#: Cosine similarity from which two images count as near-duplicates: calibrated on augmented
+#: CIFAR-10 copies for raw (uncentred) Lite0 features at 48 px, stages block3..top, avgmax
+#: pooling (``benchmarks/near_duplicates.py``; docs/how-to/similar-images.md).
 DEFAULT_DUPLICATE_THRESHOLD = 0.94
 
 _COLUMNS = ["query_key", "query_row", "match_key", "match_row", "similarity"]
@@ -148,8 +151,8 @@ def find_duplicates(
     Parameters
     ----------
     index : EntryIndex
-        The indexed entry (:func:`index_entry`, with ``metric="cosine"``). Its mean
-        centres both sides.
+        The indexed entry (:func:`index_entry`, with ``metric="cosine"``). When it
+        was built with ``center=True``, its mean centres both sides.
     against : EntryIndex, optional
         Another entry from the same extractor (e.g. ``index`` over the training set,
         ``against`` over the test set): each of its rows is compared with every row of
